@@ -1,0 +1,45 @@
+# multimnist — `make help` lists the targets.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+DATA ?= data/synth
+export NO_ALBUMENTATIONS_UPDATE := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-slow lint demo data bench-synth stats clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install the package with dev tools (re-runs only when pyproject.toml changes)
+
+test: setup ## Run the fast test suite (< 10 min on 2 cores)
+	$(PY) -m pytest -q
+
+test-slow: setup ## Run the slow end-to-end tests
+	$(PY) -m pytest -q -m slow
+
+lint: setup ## ruff check + format check
+	$(VENV)/bin/ruff check multimnist tests scripts
+	$(VENV)/bin/ruff format --check multimnist tests scripts
+
+data: setup ## Generate the realistic synthetic dataset into $(DATA) (N_TRAIN, N_TEST, SEED to change)
+	$(PY) -m multimnist.synth out=$(DATA) n_train=$${N_TRAIN:-2000} n_test=$${N_TEST:-500} seed=$${SEED:-0} overwrite=true
+
+stats: data ## Print realism statistics: the generated data next to the real reference images
+	$(PY) -m multimnist.synth.stats $(DATA) $(wildcard ../shared/data/real)
+
+demo: setup ## The main job end to end on the embedded default (today: generate data and check it)
+	$(PY) scripts/demo.py
+
+bench-synth: setup ## Benchmark the generator: images/s per core, PNG writing included
+	$(PY) scripts/bench_synth.py
+
+clean: ## Remove caches and generated data (keeps .venv)
+	rm -rf data .pytest_cache .ruff_cache
