@@ -23,12 +23,18 @@ def make_root(tmp_path: Path, n_train: int = 4, n_test: int = 2, seed: int = 0) 
     for split, ids in (("train_dir", range(n_train)), ("test_dir", range(50000, 50000 + n_test))):
         layout.path(split).mkdir(parents=True)
         for i in ids:
-            cv2.imwrite(str(layout.path(split) / f"{i:05d}.png"), rng.integers(0, 256, (256, 256), dtype=np.uint8))
+            cv2.imwrite(
+                str(layout.path(split) / f"{i:05d}.png"), rng.integers(0, 256, (256, 256), dtype=np.uint8)
+            )
     labels = rng.integers(0, 2, (n_train, 26))
-    pd.DataFrame(np.c_[np.arange(n_train), labels], columns=CSV_COLUMNS).to_csv(layout.path("train_csv"), index=False)
+    pd.DataFrame(np.c_[np.arange(n_train), labels], columns=CSV_COLUMNS).to_csv(
+        layout.path("train_csv"), index=False
+    )
     test_ids = np.arange(50000, 50000 + n_test)
     zeros = np.zeros((n_test, 26), int)
-    pd.DataFrame(np.c_[test_ids, zeros], columns=CSV_COLUMNS).to_csv(layout.path("sample_submission"), index=False)
+    pd.DataFrame(np.c_[test_ids, zeros], columns=CSV_COLUMNS).to_csv(
+        layout.path("sample_submission"), index=False
+    )
     return layout
 
 
@@ -194,3 +200,15 @@ def test_test_split_without_answers_has_nan_labels(tmp_path):
     layout = make_root(tmp_path)
     _, y, index = DaconImages(load_split(layout, "test"))[1]
     assert index == 50001 and torch.isnan(y).all()
+
+
+def test_data_config_group_is_a_layout(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from .conftest import REPO
+
+    layout = make_root(tmp_path)
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="data/dacon", overrides=[f"data.root={layout.root}"]).data
+    assert DaconLayout(**cfg) == layout  # every key is a layout field, defaults are Dacon's names
+    assert len(load_split(DaconLayout(**cfg), "train")) == 4

@@ -2,7 +2,8 @@
 
 The cache file's name carries a fingerprint of the source files (name, size, mtime) and the
 preprocessing (`img_size`, `denoise`): a changed image gives a new file and the stale ones are removed;
-other preprocessing of the same files gets its own file. Files are written to a temporary name and renamed, so a killed build leaves no half cache.
+other preprocessing of the same files gets its own file. Files are written to a temporary name and
+renamed, so a killed build leaves no half cache.
 """
 
 from __future__ import annotations
@@ -59,11 +60,16 @@ def cached_images(
 
         # cv2 decodes without the GIL, so threads scale over cores.
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-            for _ in tqdm(pool.map(load, range(len(split))), total=len(split), disable=not progress,
-                          desc=f"cache {split.name}", unit="img", leave=False):
+            for _ in tqdm(
+                pool.map(load, range(len(split))),
+                total=len(split),
+                disable=not progress,
+                desc=f"cache {split.name}",
+                unit="img",
+                leave=False,
+            ):
                 pass
         out.flush()
-        del out
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -25,8 +25,15 @@ log = logging.getLogger(__name__)
 
 # Modes a gray competition image may arrive in that decode faithfully to 8-bit gray (with a warning).
 _CONVERTIBLE_MODES = {"RGB": "3-channel RGB", "RGBA": "4-channel RGBA", "LA": "gray+alpha", "P": "palette"}
-_MODE_NAMES = {"I;16": "16-bit gray", "I;16B": "16-bit gray", "I": "32-bit integer", "F": "32-bit float",
-               "1": "1-bit", "CMYK": "CMYK", "YCbCr": "YCbCr"}
+_MODE_NAMES = {
+    "I;16": "16-bit gray",
+    "I;16B": "16-bit gray",
+    "I": "32-bit integer",
+    "F": "32-bit float",
+    "1": "1-bit",
+    "CMYK": "CMYK",
+    "YCbCr": "YCbCr",
+}
 
 
 class DatasetError(ValueError):
@@ -96,7 +103,9 @@ def read_label_csv(path: Path | str) -> pd.DataFrame:
     bad = index.isna() | (index < 0) | (index != index.round())
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DatasetError(f"{path}: line {row + 2}: index {frame['index'].iloc[row]!r} is not a non-negative integer")
+        raise DatasetError(
+            f"{path}: line {row + 2}: index {frame['index'].iloc[row]!r} is not a non-negative integer"
+        )
     index = index.astype(np.int64)
     dup = index.duplicated()
     if dup.any():
@@ -161,7 +170,9 @@ def _check_images(folder: Path, indices: np.ndarray, size: int, csv: Path) -> tu
             warnings.append(warn)
         paths.append(path)
     if warnings:
-        log.warning("%d image(s) are not 8-bit gray and will be converted, e.g. %s", len(warnings), warnings[0])
+        log.warning(
+            "%d image(s) are not 8-bit gray and will be converted, e.g. %s", len(warnings), warnings[0]
+        )
     return tuple(paths)
 
 
@@ -172,7 +183,9 @@ def load_split(layout: DaconLayout, split: str) -> Split:
     from sample_submission.csv and labels from test_answer.csv when present (the generator writes one).
     """
     if not layout.root.is_dir():
-        raise DatasetError(f"{layout.root}: dataset root not found (set data.root to an unzipped Dacon folder)")
+        raise DatasetError(
+            f"{layout.root}: dataset root not found (set data.root to an unzipped Dacon folder)"
+        )
     if split == "train":
         frame = read_label_csv(layout.path("train_csv"))
         csv, folder, labels = layout.path("train_csv"), layout.path("train_dir"), frame.to_numpy()
@@ -241,7 +254,7 @@ class DaconImages(Dataset):
         """The preprocessed uint8 image of item i (before the transform)."""
         row = int(self.rows[i])
         if self.images is not None:
-            return np.asarray(self.images[row])
+            return np.array(self.images[row])  # a writable copy out of the read-only memmap
         return preprocess(decode_gray(self.split.paths[row]), self.img_size, self.denoise)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:

@@ -71,7 +71,9 @@ def assign_folds(
     folds = np.full(len(indices), -1, dtype=np.int64)
     x = np.zeros((len(indices), 1))
     if method == "stratified":
-        splits = MultilabelStratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(x, labels)
+        splits = MultilabelStratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(
+            x, labels
+        )
     elif method == "contiguous":
         splits = KFold(n_splits=n_splits, shuffle=False).split(x)
     else:
@@ -114,9 +116,11 @@ def load_or_make_folds(
         ):
             return folds
         log.warning("%s does not match this dataset (ids or folds differ); writing it again", path)
-    glyph_ids = read_glyph_ids(meta_path, indices) if method == "group" and meta_path else None
-    if method == "group" and meta_path is None:
-        raise ValueError("'group' folds need meta_path (the generator's meta.csv)")
+    glyph_ids = None
+    if method == "group":
+        if meta_path is None:
+            raise ValueError("'group' folds need meta_path (the generator's meta.csv)")
+        glyph_ids = read_glyph_ids(meta_path, indices)
     fold = assign_folds(indices, labels, n_splits, seed, method, glyph_ids)
     folds = pd.DataFrame({"index": indices, "fold": fold})
     path.parent.mkdir(parents=True, exist_ok=True)

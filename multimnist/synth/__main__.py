@@ -33,7 +33,7 @@ class SynthConfig:
     workers: int | None = None
     overwrite: bool = False
     progress: bool = True
-    png_compression: int = 1
+    png_compression: int = 0
     compositor: CompositorConfig = field(default_factory=CompositorConfig)
     glyphs: GlyphsConfig = field(default_factory=GlyphsConfig)
 
@@ -44,15 +44,26 @@ ConfigStore.instance().store(name="synth_schema", node=SynthConfig)
 def run(cfg: DictConfig) -> None:
     """Build the glyph bank and compositor from a composed config and write the dataset."""
     glyphs = load_glyphs(cfg.glyphs.source, cfg.glyphs.path, seed=cfg.seed, **cfg.glyphs.options)
-    compositor = Compositor(CompositorConfig(**cfg.compositor), glyphs, distractor_bank(cfg.seed), seed=cfg.seed)
+    compositor = Compositor(
+        CompositorConfig(**cfg.compositor), glyphs, distractor_bank(cfg.seed), seed=cfg.seed
+    )
     summary = generate(
-        cfg.out, compositor, cfg.n_train, cfg.n_test, seed=cfg.seed, workers=cfg.workers, progress=cfg.progress,
-        overwrite=cfg.overwrite, png_compression=cfg.png_compression,
+        cfg.out,
+        compositor,
+        cfg.n_train,
+        cfg.n_test,
+        seed=cfg.seed,
+        workers=cfg.workers,
+        progress=cfg.progress,
+        overwrite=cfg.overwrite,
+        png_compression=cfg.png_compression,
         provenance={"config": OmegaConf.to_container(cfg, resolve=True)},
     )
-    print(f"wrote {summary.root}: {summary.n_train} train + {summary.n_test} test images "
-          f"({len(glyphs)} {cfg.glyphs.source} glyphs) in {summary.seconds:.1f} s "
-          f"({summary.images_per_second:.0f} img/s)")
+    print(
+        f"wrote {summary.root}: {summary.n_train} train + {summary.n_test} test images "
+        f"({len(glyphs)} {cfg.glyphs.source} glyphs) in {summary.seconds:.1f} s "
+        f"({summary.images_per_second:.0f} img/s)"
+    )
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="synth")

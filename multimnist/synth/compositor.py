@@ -19,7 +19,7 @@ from multimnist.synth.glyphs import _BOX, GLYPH_SIZE, GlyphBank
 _KERNEL = np.ones((2, 2), np.uint8)
 
 
-@dataclass(frozen=True)
+@dataclass
 class CompositorConfig:
     """Every knob of the compositor; defaults are the realistic ones (preset `real`)."""
 
@@ -43,14 +43,27 @@ class CompositorConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (1 <= self.letters_min <= self.letters_max <= NUM_CLASSES, "need 1 <= letters_min <= letters_max <= 26"),
-            (0 < self.size_min <= self.size_max < self.image_size, "need 0 < size_min <= size_max < image_size"),
-            (0 <= self.distractors_min <= self.distractors_max, "need 0 <= distractors_min <= distractors_max"),
+            (
+                1 <= self.letters_min <= self.letters_max <= NUM_CLASSES,
+                "need 1 <= letters_min <= letters_max <= 26",
+            ),
+            (
+                0 < self.size_min <= self.size_max < self.image_size,
+                "need 0 < size_min <= size_max < image_size",
+            ),
+            (
+                0 <= self.distractors_min <= self.distractors_max,
+                "need 0 <= distractors_min <= distractors_max",
+            ),
             (0 <= self.max_overlap <= 1, "max_overlap must be in [0, 1]"),
             (0 <= self.stretch < 1, "stretch must be in [0, 1)"),
             (self.thickness_min <= self.thickness_max, "need thickness_min <= thickness_max"),
-            (0 < self.ink_gain_min <= self.ink_gain_max and self.placement_tries >= 1 and self.glyph_groups >= 1,
-             "need 0 < ink_gain_min <= ink_gain_max; placement_tries, glyph_groups >= 1"),
+            (
+                0 < self.ink_gain_min <= self.ink_gain_max
+                and self.placement_tries >= 1
+                and self.glyph_groups >= 1,
+                "need 0 < ink_gain_min <= ink_gain_max; placement_tries, glyph_groups >= 1",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -79,8 +92,13 @@ class Compositor:
         if config.glyph_groups > len(families):
             raise ValueError(f"glyph_groups={config.glyph_groups} exceeds the {len(families)} glyph families")
         order = np.random.default_rng([seed, 13]).permutation(len(families))
-        group_of_family = dict(zip(families[order].tolist(), (np.arange(len(families)) % config.glyph_groups).tolist(),
-                                   strict=True))
+        group_of_family = dict(
+            zip(
+                families[order].tolist(),
+                (np.arange(len(families)) % config.glyph_groups).tolist(),
+                strict=True,
+            )
+        )
         group = np.array([group_of_family[f] for f in glyphs.families.tolist()])
         self.pools = [
             [np.flatnonzero((group == g) & (glyphs.letters == c)) for c in range(NUM_CLASSES)]
@@ -101,7 +119,10 @@ class Compositor:
             thinner = cv2.erode(ink, _KERNEL, iterations=-width)
             ink = thinner if thinner.any() else ink
         f = rng.uniform(cfg.size_min, cfg.size_max) / _BOX
-        sx, sy = f * rng.uniform(1 - cfg.stretch, 1 + cfg.stretch), f * rng.uniform(1 - cfg.stretch, 1 + cfg.stretch)
+        sx, sy = (
+            f * rng.uniform(1 - cfg.stretch, 1 + cfg.stretch),
+            f * rng.uniform(1 - cfg.stretch, 1 + cfg.stretch),
+        )
         theta = math.radians(rng.uniform(-cfg.rotation, cfg.rotation))
         c, s = math.cos(theta), math.sin(theta)
         side = int(math.ceil(GLYPH_SIZE * max(sx, sy) * math.sqrt(2))) + 2
@@ -109,13 +130,17 @@ class Compositor:
         half = GLYPH_SIZE / 2
         m = np.hstack([lin, (np.array([side / 2, side / 2]) - lin @ np.array([half, half]))[:, None]])
         patch = cv2.warpAffine(ink, m, (side, side), flags=cv2.INTER_LINEAR, borderValue=0)
-        patch = cv2.convertScaleAbs(patch, alpha=rng.uniform(cfg.ink_gain_min, cfg.ink_gain_max))  # saturating multiply
+        patch = cv2.convertScaleAbs(
+            patch, alpha=rng.uniform(cfg.ink_gain_min, cfg.ink_gain_max)
+        )  # saturating multiply
         ys, xs = np.nonzero(patch)
         if len(ys) == 0:
             return patch[:1, :1]
         return patch[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
-    def _place(self, canvas: np.ndarray, occupied: np.ndarray, patch: np.ndarray, rng: np.random.Generator) -> bool:
+    def _place(
+        self, canvas: np.ndarray, occupied: np.ndarray, patch: np.ndarray, rng: np.random.Generator
+    ) -> bool:
         size = canvas.shape[0]
         h, w = patch.shape
         if h > size or w > size:
@@ -143,7 +168,9 @@ class Compositor:
         pools = self.pools[int(rng.integers(cfg.glyph_groups))]
         k = int(rng.integers(cfg.letters_min, cfg.letters_max + 1))
         out = Composition(canvas)
-        for letter in rng.choice(NUM_CLASSES, size=k, replace=False).tolist():  # random order: no letter favoured
+        for letter in rng.choice(
+            NUM_CLASSES, size=k, replace=False
+        ).tolist():  # random order: no letter favoured
             row = int(rng.choice(pools[letter]))
             if self._place(canvas, occupied, self._patch(self.glyphs.images[row], rng), rng):
                 out.letters.append(letter)

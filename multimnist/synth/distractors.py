@@ -36,17 +36,30 @@ _HORIZONTAL_VOWELS = {  # sit below the consonant
 }
 
 
-def _draw_jamo(canvas: np.ndarray, jamo, box: tuple[float, float, float, float], rng: np.random.Generator,
-               thickness: int) -> None:
+def _draw_jamo(
+    canvas: np.ndarray, jamo, box: tuple[float, float, float, float], rng: np.random.Generator, thickness: int
+) -> None:
     x0, y0, x1, y1 = box
     size = canvas.shape[0]
     strokes = [jamo] if isinstance(jamo, str) else jamo
     for stroke in strokes:
         if stroke == "o":
             cx, cy = (x0 + x1) / 2 * size, (y0 + y1) / 2 * size
-            rx, ry = (x1 - x0) / 2 * size * rng.uniform(0.6, 0.9), (y1 - y0) / 2 * size * rng.uniform(0.6, 0.9)
-            cv2.ellipse(canvas, (int(cx), int(cy)), (max(2, int(rx)), max(2, int(ry))), float(rng.uniform(0, 180)),
-                        0, 360, 255, thickness, cv2.LINE_AA)
+            rx, ry = (
+                (x1 - x0) / 2 * size * rng.uniform(0.6, 0.9),
+                (y1 - y0) / 2 * size * rng.uniform(0.6, 0.9),
+            )
+            cv2.ellipse(
+                canvas,
+                (int(cx), int(cy)),
+                (max(2, int(rx)), max(2, int(ry))),
+                float(rng.uniform(0, 180)),
+                0,
+                360,
+                255,
+                thickness,
+                cv2.LINE_AA,
+            )
             continue
         pts = np.asarray(stroke, dtype=np.float64) + rng.normal(0, 0.05, (len(stroke), 2))
         pts[:, 0] = (x0 + pts[:, 0] * (x1 - x0)) * size

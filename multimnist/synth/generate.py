@@ -78,7 +78,7 @@ def generate(
     workers: int | None = None,
     progress: bool = True,
     overwrite: bool = False,
-    png_compression: int = 1,
+    png_compression: int = 0,
     provenance: dict | None = None,
 ) -> GenerationSummary:
     """Write train images + answer CSV, test images + zero sample_submission + test_answer.csv, meta.csv.
@@ -112,7 +112,9 @@ def generate(
         init = (compositor, seed, png_compression)
         _init_worker(*init)
         # fork shares the glyph bank with the workers without pickling it; leaving the block terminates them.
-        with mp.get_context("fork").Pool(workers, _init_worker, init) if workers > 1 else nullcontext() as pool:
+        with (
+            mp.get_context("fork").Pool(workers, _init_worker, init) if workers > 1 else nullcontext() as pool
+        ):
             results = pool.imap_unordered(_render_chunk, tasks) if pool else map(_render_chunk, tasks)
             for split, start, chunk_labels, chunk_glyphs in results:
                 offset = start - ranges[split][0]
@@ -124,11 +126,19 @@ def generate(
         train_ids = np.arange(*ranges["train"])
         test_ids = np.arange(*ranges["test"])
         _label_frame(train_ids, labels["train"]).to_csv(tmp / layout.train_csv, index=False)
-        _label_frame(test_ids, np.zeros_like(labels["test"])).to_csv(tmp / layout.sample_submission, index=False)
+        _label_frame(test_ids, np.zeros_like(labels["test"])).to_csv(
+            tmp / layout.sample_submission, index=False
+        )
         _label_frame(test_ids, labels["test"]).to_csv(tmp / layout.test_answer, index=False)
         pd.DataFrame({"index": train_ids, "glyph_ids": glyphs}).to_csv(tmp / layout.meta, index=False)
-        info = {"generator": "multimnist.synth", "seed": seed, "n_train": n_train, "n_test": n_test,
-                "compositor": asdict(compositor.cfg), **(provenance or {})}
+        info = {
+            "generator": "multimnist.synth",
+            "seed": seed,
+            "n_train": n_train,
+            "n_test": n_test,
+            "compositor": asdict(compositor.cfg),
+            **(provenance or {}),
+        }
         (tmp / "synth.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
         if out.exists():
             shutil.rmtree(out)

@@ -33,15 +33,35 @@ SOURCES = ("procedural", "dacon7", "emnist")
 
 # matplotlib's bundled fonts that hold plain Latin letters (display, symbol and math fonts left out).
 MATPLOTLIB_FONTS = (
-    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans-BoldOblique.ttf",
-    "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-Oblique.ttf",
-    "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSerif-BoldItalic.ttf",
-    "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf",
-    "cmr10.ttf", "cmss10.ttf", "cmti10.ttf", "cmtt10.ttf", "cmb10.ttf",
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSans-Oblique.ttf",
+    "DejaVuSans-BoldOblique.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSansMono-Bold.ttf",
+    "DejaVuSansMono-Oblique.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSerif-Italic.ttf",
+    "DejaVuSerif-BoldItalic.ttf",
+    "STIXGeneral.ttf",
+    "STIXGeneralBol.ttf",
+    "STIXGeneralItalic.ttf",
+    "STIXGeneralBolIta.ttf",
+    "cmr10.ttf",
+    "cmss10.ttf",
+    "cmti10.ttf",
+    "cmtt10.ttf",
+    "cmb10.ttf",
 )
 HERSHEY_FONTS = (
-    cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX,
-    cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_COMPLEX,
+    cv2.FONT_HERSHEY_SIMPLEX,
+    cv2.FONT_HERSHEY_PLAIN,
+    cv2.FONT_HERSHEY_DUPLEX,
+    cv2.FONT_HERSHEY_COMPLEX,
+    cv2.FONT_HERSHEY_TRIPLEX,
+    cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
+    cv2.FONT_HERSHEY_SCRIPT_COMPLEX,
 )
 
 
@@ -97,9 +117,14 @@ def _render_hershey(face: int, char: str, thickness: int) -> np.ndarray:
     return canvas
 
 
-def procedural_bank(seed: int = 0, variants: int = 3, elastic_alpha: float = 30.0, elastic_sigma: float = 6.0,
-                    shear: float = 12.0) -> GlyphBank:
-    """Font glyphs made handwriting-like: `variants` randomly distorted copies of every (font, case, letter)."""
+def procedural_bank(
+    seed: int = 0,
+    variants: int = 3,
+    elastic_alpha: float = 30.0,
+    elastic_sigma: float = 6.0,
+    shear: float = 12.0,
+) -> GlyphBank:
+    """Font glyphs made handwriting-like: `variants` distorted copies of every (font, case, letter)."""
     font_dir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
     distort = A.Compose(
         [
@@ -123,7 +148,9 @@ def procedural_bank(seed: int = 0, variants: int = 3, elastic_alpha: float = 30.
                             op = cv2.dilate if width > 0 else cv2.erode
                             ink = op(ink, np.ones((2, 2), np.uint8), iterations=abs(width))
                     else:
-                        face = HERSHEY_FONTS[family - len(MATPLOTLIB_FONTS)] | (cv2.FONT_ITALIC * int(rng.integers(2)))
+                        face = HERSHEY_FONTS[family - len(MATPLOTLIB_FONTS)] | (
+                            cv2.FONT_ITALIC * int(rng.integers(2))
+                        )
                         ink = _render_hershey(face, char, int(rng.integers(3, 7)))
                         ink = fit_square(ink, _RENDER, _RENDER - 10)
                     ink = distort(image=ink)["image"]
@@ -144,7 +171,7 @@ def read_dacon7(paths: list[Path | str], ink_floor: int = 16) -> GlyphBank:
     for path in map(Path, paths):
         if not path.is_file():
             raise DatasetError(f"{path}: Dacon-7 CSV not found")
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, dtype={"letter": str})
         need = ["id", "letter"] + [str(i) for i in range(784)]
         missing = [c for c in need if c not in frame.columns]
         if missing:
@@ -183,7 +210,7 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 def read_emnist(folder: Path | str, split: str = "train") -> GlyphBank:
-    """EMNIST letters from `folder`: ``emnist-letters-{split}-images-idx3-ubyte[.gz]`` and ``-labels-idx1-ubyte[.gz]``.
+    """EMNIST letters from `folder`: ``emnist-letters-{split}-images-idx3-ubyte[.gz]`` + ``-labels-idx1-...``.
 
     EMNIST stores images transposed and labels letters 1..26 (case merged).
     """
@@ -199,12 +226,16 @@ def read_emnist(folder: Path | str, split: str = "train") -> GlyphBank:
     if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
         raise DatasetError(f"{folder}: EMNIST images {images.shape} do not match labels {labels.shape}")
     if labels.min() < 1 or labels.max() > 26:
-        raise DatasetError(f"{folder}: EMNIST letters labels must be 1..26, got {labels.min()}..{labels.max()}")
+        raise DatasetError(
+            f"{folder}: EMNIST letters labels must be 1..26, got {labels.min()}..{labels.max()}"
+        )
     n = len(labels)
     return GlyphBank(np.ascontiguousarray(images.transpose(0, 2, 1)), labels - 1, np.arange(n), np.arange(n))
 
 
-def load_glyphs(source: str, path: str | os.PathLike | list | None = None, seed: int = 0, **options) -> GlyphBank:
+def load_glyphs(
+    source: str, path: str | os.PathLike | list | None = None, seed: int = 0, **options
+) -> GlyphBank:
     """The glyph bank for a config's `glyphs` group (source + path + source-specific options)."""
     if source == "procedural":
         return procedural_bank(seed=seed, **options)

@@ -124,7 +124,9 @@ def format_table(columns: dict[str, dict[str, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m multimnist.synth.stats", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m multimnist.synth.stats", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("inputs", nargs="+", type=Path, help="dataset roots, image folders or PNG files")
     parser.add_argument("--max-images", type=int, default=200, help="images sampled per input (default 200)")
     args = parser.parse_args(argv)
