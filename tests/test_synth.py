@@ -17,7 +17,7 @@ from multimnist.data.dacon import DaconLayout, DatasetError, load_split
 from multimnist.synth.compositor import Compositor, CompositorConfig
 from multimnist.synth.distractors import distractor_bank
 from multimnist.synth.generate import generate
-from multimnist.synth.glyphs import GlyphBank, load_glyphs, read_dacon7, read_emnist
+from multimnist.synth.glyphs import GlyphBank, load_glyphs, procedural_bank, read_dacon7, read_emnist
 from multimnist.synth.stats import dataset_stats, image_stats
 from multimnist.synth.stats import main as stats_main
 
@@ -85,9 +85,19 @@ def test_letters_are_drawn_where_labelled(bank):
         assert len(out.letters) == 1 and (out.image > 64).sum() > 20
 
 
-def test_realism_within_ten_percent_of_real_images(compositor, shared_data):
+@pytest.mark.parametrize("source", ["procedural", "dacon7"])
+def test_realism_within_ten_percent_of_real_images(source, bank, shared_data):
+    """The configured defaults of each glyph source match the real images' saturated-ink figures."""
+    import multimnist.synth.__main__  # noqa: F401  (registers the schema)
+
+    overrides = (
+        ["out=x", f"glyphs={source}", f"glyphs.path={shared_data / 'dacon7'}"] if source == "dacon7" else []
+    )
+    cfg = compose_synth(overrides or ["out=x"])
+    glyphs = bank if source == "procedural" else load_glyphs(cfg.glyphs.source, cfg.glyphs.path)
+    compositor = Compositor(CompositorConfig(**cfg.compositor), glyphs, distractor_bank(0))
     real = [image_stats(p) for p in _real_images(shared_data)]
-    synth = [image_stats(compositor.compose(np.random.default_rng([9, i])).image) for i in range(60)]
+    synth = [image_stats(compositor.compose(np.random.default_rng([9, i])).image) for i in range(80)]
     for key in ("bg_mean", "bg_sd", "frac255", "inside255", "blob_area"):
         r, s = np.mean([x[key] for x in real]), np.mean([x[key] for x in synth])
         assert abs(s - r) <= 0.10 * r, f"{key}: synthetic {s:.4f} vs real {r:.4f}"
@@ -100,6 +110,11 @@ def _real_images(shared_data):
     import cv2
 
     return [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted((shared_data / "real").glob("*.png"))]
+
+
+def test_procedural_bank_is_deterministic(bank):
+    assert np.array_equal(procedural_bank(seed=0, variants=1).images, bank.images)
+    assert not np.array_equal(procedural_bank(seed=1, variants=1).images, bank.images)
 
 
 def test_glyph_groups_keep_images_within_one_family_group(bank):
@@ -198,7 +213,7 @@ def test_config_presets_and_sources_compose(shared_data):
     assert easy.compositor.letters_max == 3 and easy.compositor.rotation == 15
     dacon = compose_synth(["out=x", "glyphs=dacon7", f"glyphs.path={shared_data / 'dacon7'}"])
     bank = load_glyphs(dacon.glyphs.source, dacon.glyphs.path, **dacon.glyphs.options)
-    assert len(bank) == 2048
+    assert len(bank) == 2048 and dacon.compositor.thickness_min == 0  # its thin strokes get thickened
     with pytest.raises(ConfigCompositionException):
         compose_synth(["out=x", "compositor.letters_maxx=3"])
 
