@@ -210,5 +210,5 @@ def test_data_config_group_is_a_layout(tmp_path):
     layout = make_root(tmp_path)
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="data/dacon", overrides=[f"data.root={layout.root}"]).data
-    assert DaconLayout(**cfg) == layout  # every key is a layout field, defaults are Dacon's names
-    assert len(load_split(DaconLayout(**cfg), "train")) == 4
+    assert DaconLayout.from_mapping(cfg) == layout  # the defaults are Dacon's names
+    assert len(load_split(DaconLayout.from_mapping(cfg), "train")) == 4

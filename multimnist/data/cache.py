@@ -18,6 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from multimnist.data.dacon import Split, decode_gray, preprocess
+from multimnist.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,9 @@ def cached_images(
     path = cache_dir / f"{split.name}-{source}-size{img_size or 'orig'}-denoise{int(denoise)}.npy"
     if path.is_file():
         return _open(path)
-    cache_dir.mkdir(parents=True, exist_ok=True)
     first = preprocess(decode_gray(split.paths[0]), img_size, denoise)
     shape = (len(split), *first.shape)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
 
         def load(i: int) -> None:
@@ -60,19 +59,12 @@ def cached_images(
 
         # cv2 decodes without the GIL, so threads scale over cores.
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+            jobs = pool.map(load, range(len(split)))
             for _ in tqdm(
-                pool.map(load, range(len(split))),
-                total=len(split),
-                disable=not progress,
-                desc=f"cache {split.name}",
-                unit="img",
-                leave=False,
+                jobs, total=len(split), disable=not progress, desc=f"cache {split.name}", leave=False
             ):
                 pass
         out.flush()
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     # Caches of the same split built from other source files are stale; other preprocessing is kept.
     for stale in cache_dir.glob(f"{split.name}-*.npy"):
         if not stale.name.startswith(f"{split.name}-{source}-"):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import cv2
@@ -55,6 +55,11 @@ class DaconLayout:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping) -> DaconLayout:
+        """A layout from a config mapping that may hold other keys too (e.g. the `data` group)."""
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
     def path(self, name: str) -> Path:
         """Absolute path of one part (e.g. `layout.path("train_csv")`)."""
@@ -225,7 +230,9 @@ class DaconImages(Dataset):
 
     `images` (optional) is a pre-decoded, pre-processed uint8 array [n,H,W] (e.g. the memmap cache of
     `multimnist.data.cache`); without it each item is decoded from disk. `transform` is an
-    albumentations-style callable (`transform(image=arr)["image"]`) applied to the uint8 image.
+    albumentations-style callable (`transform(image=arr)["image"]`) applied to the uint8 image; with
+    `seed` set, its randomness is re-seeded per item from (seed, epoch, index), so an augmented epoch is
+    the same whatever the worker count or a resume in between (call `set_epoch` each epoch).
     Unknown labels (test split without answers) come back as NaN so they cannot be mistaken for zeros.
     """
 
@@ -237,6 +244,7 @@ class DaconImages(Dataset):
         images: np.ndarray | None = None,
         transform: Callable[..., dict] | None = None,
         rows: Sequence[int] | None = None,
+        seed: int | None = None,
     ) -> None:
         self.split = split
         self.img_size = img_size
@@ -244,11 +252,16 @@ class DaconImages(Dataset):
         self.images = images
         self.transform = transform
         self.rows = np.arange(len(split)) if rows is None else np.asarray(rows, dtype=np.int64)
+        self.seed = seed
+        self.epoch = 0
         if images is not None and len(images) != len(split):
             raise ValueError(f"cached images hold {len(images)} rows, split {split.name} has {len(split)}")
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def image(self, i: int) -> np.ndarray:
         """The preprocessed uint8 image of item i (before the transform)."""
@@ -259,10 +272,18 @@ class DaconImages(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         img = self.image(i)
+        row = int(self.rows[i])
         if self.transform is not None:
+            if self.seed is not None:
+                self.transform.set_random_seed(
+                    int(
+                        np.random.SeedSequence(
+                            [self.seed, self.epoch, int(self.split.indices[row])]
+                        ).generate_state(1)[0]
+                    )
+                )
             img = self.transform(image=img)["image"]
         x = torch.from_numpy(np.ascontiguousarray(img)).unsqueeze(0).float().div_(255.0)
-        row = int(self.rows[i])
         if self.split.labels is None:
             y = torch.full((len(LETTERS),), float("nan"))
         else:

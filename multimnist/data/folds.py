@@ -10,7 +10,6 @@ Methods:
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import GroupKFold, KFold
 
 from multimnist.data.dacon import DatasetError
+from multimnist.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +123,8 @@ def load_or_make_folds(
         glyph_ids = read_glyph_ids(meta_path, indices)
     fold = assign_folds(indices, labels, n_splits, seed, method, glyph_ids)
     folds = pd.DataFrame({"index": indices, "fold": fold})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    folds.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        folds.to_csv(tmp, index=False)
     log.info("wrote %s (%s, %d folds, seed %d)", path, method, n_splits, seed)
     return folds
 

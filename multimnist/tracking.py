@@ -1,0 +1,77 @@
+"""Per-epoch metrics: always to <run>/metrics.csv, optionally to Weights & Biases.
+
+wandb is imported only when asked for; offline and disabled modes need no network or key, and its
+files go under the run folder (`dir=`). Folds of one experiment share a wandb group.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from multimnist.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+class RunLog:
+    """Collects one row per epoch; rewrites metrics.csv atomically after each."""
+
+    def __init__(self, run_dir: Path, rows: list[dict[str, Any]] | None = None) -> None:
+        self.path = Path(run_dir) / "metrics.csv"
+        self.rows = list(rows or [])
+        self._wandb = None
+
+    @classmethod
+    def resume(cls, run_dir: Path, before_epoch: int) -> RunLog:
+        """The rows of epochs < before_epoch (a row written after the last checkpoint is dropped)."""
+        path = Path(run_dir) / "metrics.csv"
+        rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
+        return cls(run_dir, [r for r in rows if r["epoch"] < before_epoch])
+
+    def start_wandb(
+        self,
+        mode: str,
+        project: str,
+        group: str,
+        name: str,
+        config: dict,
+        entity: str | None = None,
+        tags: list[str] | None = None,
+    ) -> None:
+        if mode not in WANDB_MODES:
+            raise ValueError(f"logger.wandb.mode must be one of {WANDB_MODES}, got {mode!r}")
+        import wandb
+
+        self._wandb = wandb.init(
+            mode=mode,
+            project=project,
+            entity=entity,
+            group=group,
+            name=name,
+            config=config,
+            tags=list(tags or []),
+            dir=str(self.path.parent),
+            reinit="finish_previous",
+        )
+
+    def log(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        with atomic_path(self.path) as tmp:
+            pd.DataFrame(self.rows).to_csv(tmp, index=False)
+        if self._wandb is not None:
+            self._wandb.log({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+
+    def summary(self, values: dict[str, Any]) -> None:
+        if self._wandb is not None:
+            self._wandb.summary.update(values)
+
+    def close(self) -> None:
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None

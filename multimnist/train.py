@@ -1,0 +1,392 @@
+"""Train one fold: `python -m multimnist.train data.root=DIR exp=NAME backbone=B fold=K` (Hydra).
+
+Sweep folds with `fold=0,1,2,3,4 -m`. Each fold lands in `<paths.experiments>/<exp>/fold<k>/`:
+.hydra/config.yaml (resolved), metrics.csv, last.pt, best.pt, oof_logits.npy, oof_index.npy,
+test_logits.npy. Re-running the same command resumes from last.pt; a finished fold is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.utils.data import DataLoader, DistributedSampler
+
+from multimnist.data.augment import build_pipeline
+from multimnist.data.cache import cached_images
+from multimnist.data.dacon import DaconImages, DaconLayout, DatasetError, load_split
+from multimnist.data.folds import folds_filename, load_or_make_folds
+from multimnist.engine import Batching, evaluate, predict, resolve_device, resolve_precision, train_one_epoch
+from multimnist.io import save_npy, save_text, save_torch
+from multimnist.losses import build_loss
+from multimnist.model import build_model
+from multimnist.tracking import RunLog
+from multimnist.tta import check_views
+
+log = logging.getLogger("multimnist.train")
+
+FINISHED_MARK = "test_logits.npy"  # written last: its presence means the fold is complete
+
+
+@dataclass
+class PathsConfig:
+    experiments: str = "experiments"
+
+
+@dataclass
+class TrainConfig:
+    """Typed top-level keys: a wrong type (fold=abc) fails at compose time. Groups are checked in code."""
+
+    exp: str = "default"
+    fold: int = 0
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: Any = None
+    backbone: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    augmentation: Any = None
+    loss: Any = None
+    logger: Any = None
+    trainer: Any = None
+
+
+ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def run_dir_of(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.experiments) / cfg.exp / f"fold{cfg.fold}"
+
+
+class PlateauScheduler:
+    """torch's ReduceLROnPlateau on the val loss behind timm's scheduler interface.
+
+    timm's own plateau wrapper is deprecated and drops its best-metric and patience state from
+    checkpoints, which would make a resumed run diverge; torch's scheduler saves all of it.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, patience: int, decay_rate: float, min_lr: float):
+        self.inner = ReduceLROnPlateau(
+            optimizer, mode="min", factor=decay_rate, patience=patience, min_lr=min_lr
+        )
+
+    def step(self, epoch: int, metric: float) -> None:
+        self.inner.step(metric)
+
+    def step_update(self, num_updates: int) -> None:
+        """The plateau schedule changes only at epoch ends."""
+
+    def state_dict(self) -> dict:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.inner.load_state_dict(state)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, sched: DictConfig, epochs: int, updates_per_epoch: int):
+    """A timm scheduler from the `scheduler` group, or None for a constant lr."""
+    name = sched.name
+    if name == "none":
+        return None
+    common = {
+        "warmup_epochs": sched.get("warmup_epochs", 0),
+        "warmup_lr": sched.get("warmup_lr", 1e-5),
+        "min_lr": sched.get("min_lr", 0.0),
+        "updates_per_epoch": updates_per_epoch,
+    }
+    if name == "cosine":
+        scheduler, _ = create_scheduler_v2(
+            optimizer,
+            sched="cosine",
+            num_epochs=sched.num_epochs or epochs,
+            cycle_limit=sched.cycle_limit,
+            step_on_epochs=False,
+            **common,
+        )
+    elif name == "plateau":
+        scheduler = PlateauScheduler(optimizer, sched.patience_epochs, sched.decay_rate, sched.min_lr)
+    elif name == "step":
+        scheduler, _ = create_scheduler_v2(
+            optimizer,
+            sched="step",
+            num_epochs=epochs,
+            decay_epochs=sched.decay_epochs,
+            decay_rate=sched.decay_rate,
+            **common,
+        )
+    else:
+        raise ValueError(f"scheduler.name must be none, cosine, plateau or step, got {name!r}")
+    return scheduler
+
+
+def _check(cfg: DictConfig) -> None:
+    t, folds = cfg.trainer, cfg.data.folds
+    problems = []
+    if not 0 <= cfg.fold < folds.n_splits:
+        problems.append(
+            f"fold={cfg.fold} is outside 0..{folds.n_splits - 1} (data.folds.n_splits={folds.n_splits})"
+        )
+    for key in ("epochs", "batch_size", "accum_steps"):
+        if not isinstance(t[key], int) or t[key] < 1:
+            problems.append(f"trainer.{key} must be a positive integer, got {t[key]!r}")
+    if t.num_workers < 0:
+        problems.append(f"trainer.num_workers must be >= 0, got {t.num_workers}")
+    if cfg.backbone.in_chans not in (1, 3):
+        problems.append(f"backbone.in_chans must be 1 or 3, got {cfg.backbone.in_chans}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    check_views(t.tta_views)
+
+
+def _loader(ds: DaconImages, t: DictConfig, sampler: DistributedSampler | None = None) -> DataLoader:
+    return DataLoader(
+        ds,
+        batch_size=t.batch_size,
+        sampler=sampler,
+        num_workers=t.num_workers,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=False,
+        multiprocessing_context="fork" if t.num_workers > 0 else None,
+    )
+
+
+def run_fold(cfg: DictConfig) -> Path:
+    """Train, validate and predict one fold; returns its run folder."""
+    _check(cfg)
+    t = cfg.trainer
+    run_dir = run_dir_of(cfg)
+    if t.resume and (run_dir / FINISHED_MARK).is_file():
+        log.info(
+            "%s is finished (it has %s); skipping. trainer.resume=false trains it again.",
+            run_dir,
+            FINISHED_MARK,
+        )
+        return run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / ".hydra" / "config.yaml")
+    device = resolve_device(t.device)
+    precision = resolve_precision(t.precision, device)
+    torch.manual_seed(t.seed)
+
+    # Data: validated splits, folds written once per dataset, decoded once into the cache.
+    layout = DaconLayout.from_mapping(cfg.data)
+    train_split, test_split = load_split(layout, "train"), load_split(layout, "test")
+    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else layout.root / ".cache"
+    fcfg = cfg.data.folds
+    folds = load_or_make_folds(
+        cache_dir / folds_filename(fcfg.n_splits, fcfg.seed, fcfg.method),
+        train_split.indices,
+        train_split.labels,
+        fcfg.n_splits,
+        fcfg.seed,
+        fcfg.method,
+        layout.path("meta"),
+    ).fold.to_numpy()
+    img_size, denoise = cfg.backbone.img_size, cfg.data.denoise
+    images = {
+        s.name: cached_images(s, cache_dir, img_size, denoise, progress=t.progress)
+        if cfg.data.cache
+        else None
+        for s in (train_split, test_split)
+    }
+    common = {"img_size": img_size, "denoise": denoise}
+    augment = build_pipeline(OmegaConf.to_container(cfg.augmentation.steps, resolve=True))
+    train_ds = DaconImages(
+        train_split,
+        images=images["train"],
+        transform=augment,
+        rows=np.flatnonzero(folds != cfg.fold),
+        seed=t.seed,
+        **common,
+    )
+    val_ds = DaconImages(
+        train_split, images=images["train"], rows=np.flatnonzero(folds == cfg.fold), **common
+    )
+    test_ds = DaconImages(test_split, images=images["test"], **common)
+    # The shuffle order is a function of (seed, epoch) alone (set_epoch), as DistributedSampler makes it.
+    sampler = DistributedSampler(train_ds, num_replicas=1, rank=0, shuffle=True, seed=t.seed)
+    train_loader = _loader(train_ds, t, sampler)
+    val_loader, test_loader = _loader(val_ds, t), _loader(test_ds, t)
+
+    # Model and optimisation, from timm's factories.
+    b = cfg.backbone
+    model = build_model(b.name, b.pretrained, b.weights, b.in_chans, b.drop_rate, b.drop_path_rate).to(device)
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    batching = Batching(device, b.in_chans, t.channels_last)
+    o = cfg.optimizer
+    optimizer = create_optimizer_v2(
+        model,
+        opt=o.opt,
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        **({"momentum": o.momentum} if o.opt == "sgd" else {}),
+    )
+    updates_per_epoch = -(-len(train_loader) // t.accum_steps)
+    scheduler = build_scheduler(optimizer, cfg.scheduler, t.epochs, updates_per_epoch)
+    scaler = torch.amp.GradScaler(device.type) if precision.needs_scaler else None
+    ema = ModelEmaV3(model, decay=t.ema_decay) if t.ema else None
+    loss_fn = build_loss(**cfg.loss)
+    forward_model = torch.compile(model) if t.compile else model
+
+    start_epoch, num_updates, best = 0, 0, float("inf")
+    last = run_dir / "last.pt"
+    if t.resume and last.is_file():
+        state = load_checkpoint(last)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler") is not None:
+            scaler.load_state_dict(state["scaler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        start_epoch, num_updates, best = state["epoch"], state["num_updates"], state["best"]
+        log.info("resuming %s from epoch %d", run_dir, start_epoch)
+    runlog = RunLog.resume(run_dir, start_epoch) if start_epoch else RunLog(run_dir)
+    if cfg.logger.get("wandb"):
+        w = cfg.logger.wandb
+        runlog.start_wandb(
+            w.mode,
+            w.project,
+            cfg.exp,
+            f"fold{cfg.fold}",
+            OmegaConf.to_container(cfg, resolve=True),
+            w.entity,
+            w.tags,
+        )
+
+    eval_model = ema.module if ema is not None else model
+    stale, ran = 0, 0
+    try:
+        for epoch in range(start_epoch, t.epochs):
+            started = time.perf_counter()
+            # Every random draw of an epoch is a function of (seed, epoch): a resumed run repeats it.
+            torch.manual_seed(t.seed * 1000 + epoch)
+            sampler.set_epoch(epoch)
+            train_ds.set_epoch(epoch)
+            stats = train_one_epoch(
+                forward_model,
+                train_loader,
+                loss_fn,
+                optimizer,
+                batching,
+                precision,
+                scaler,
+                scheduler,
+                ema,
+                t.clip_grad,
+                t.accum_steps,
+                num_updates,
+                epoch,
+                t.progress,
+            )
+            num_updates = stats["num_updates"]
+            if hasattr(optimizer, "sync_lookahead"):
+                optimizer.sync_lookahead()
+            metrics = evaluate(eval_model, val_loader, loss_fn, batching, precision, t.progress, epoch)
+            if scheduler is not None:
+                scheduler.step(epoch + 1, metrics["val_loss"])
+            row = {
+                "epoch": epoch,
+                "lr": optimizer.param_groups[0]["lr"],
+                "train_loss": stats["train_loss"],
+                **metrics,
+                "img_per_s": stats["img_per_s"],
+                "seconds": time.perf_counter() - started,
+            }
+            runlog.log(row)
+            log.info(
+                "fold %d epoch %d: train_loss %.4f val_loss %.4f val_acc %.4f val_auc %.4f (%.0f img/s)",
+                cfg.fold,
+                epoch,
+                row["train_loss"],
+                row["val_loss"],
+                row["val_acc"],
+                row["val_auc"],
+                row["img_per_s"],
+            )
+            improved = metrics["val_loss"] < best
+            if improved:
+                best, stale = metrics["val_loss"], 0
+                save_torch(
+                    {"model": eval_model.state_dict(), "epoch": epoch, "val_loss": best}, run_dir / "best.pt"
+                )
+            else:
+                stale += 1
+            save_torch(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "scaler": scaler.state_dict() if scaler is not None else None,
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "epoch": epoch + 1,
+                    "num_updates": num_updates,
+                    "best": best,
+                },
+                last,
+            )
+            ran += 1
+            if t.patience is not None and stale >= t.patience:
+                log.info("early stop: no val_loss improvement for %d epochs", stale)
+                break
+            if t.stop_after is not None and ran >= t.stop_after and epoch + 1 < t.epochs:
+                log.info("stopping after %d epoch(s) as trainer.stop_after says; re-run to resume", ran)
+                return run_dir
+
+        # Predict the validation fold and the test set with the best (or EMA) weights, every TTA view.
+        eval_model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
+        oof, oof_index, _ = predict(
+            eval_model, val_loader, batching, precision, t.tta_views, t.progress, "oof"
+        )
+        test, _, _ = predict(eval_model, test_loader, batching, precision, t.tta_views, t.progress, "test")
+        save_npy(oof.astype(np.float32), run_dir / "oof_logits.npy")
+        save_npy(oof_index, run_dir / "oof_index.npy")
+        save_npy(test.astype(np.float32), run_dir / FINISHED_MARK)
+        runlog.summary({"best_val_loss": best})
+        log.info(
+            "fold %d done: best val_loss %.4f; logits for %d views in %s",
+            cfg.fold,
+            best,
+            t.tta_views,
+            run_dir,
+        )
+    finally:
+        runlog.close()
+    return run_dir
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint as plain tensors and numbers (weights_only: no pickled code runs)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(
+            f"{path}: unreadable checkpoint ({err.__class__.__name__}: {str(err)[:200]})"
+        ) from None
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    try:
+        run_fold(cfg)
+    except (DatasetError, ValueError, FileNotFoundError, FloatingPointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

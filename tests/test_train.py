@@ -1,0 +1,260 @@
+"""Training: every config option composes and builds; a fold writes the run layout; resume and
+determinism hold; checkpoints are weights_only-loadable; wandb offline stays inside the run folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from timm.optim import create_optimizer_v2
+
+from multimnist.data.augment import build_pipeline
+from multimnist.losses import build_loss
+from multimnist.model import build_model
+from multimnist.train import build_scheduler, run_fold
+
+from .conftest import REPO
+
+CONF = REPO / "conf"
+TIMING = ["img_per_s", "seconds"]
+
+
+def compose_train(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("backbone", options("backbone"))
+def test_every_backbone_composes_and_builds_a_26_way_gray_model(backbone):
+    cfg = compose_train([f"backbone={backbone}"]).backbone
+    with torch.device("meta"):  # shapes only: B8 without allocating its weights
+        model = build_model(
+            cfg.name, cfg.pretrained, cfg.weights, cfg.in_chans, cfg.drop_rate, cfg.drop_path_rate
+        )
+    assert model.get_classifier().out_features == 26
+    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.in_channels == 1 and cfg.pretrained is False and cfg.img_size in (32, 64, 128, 256)
+
+
+def test_effnet_b5_is_timms_b5():
+    cfg = compose_train(["backbone=effnet_b5"]).backbone
+    with torch.device("meta"):
+        model = build_model(cfg.name, in_chans=cfg.in_chans)
+    assert cfg.name == "efficientnet_b5" and model.default_cfg["architecture"] == "efficientnet_b5"
+    assert 28e6 < sum(p.numel() for p in model.parameters()) < 29e6  # B5 with a 26-way head
+
+
+@pytest.mark.parametrize("optimizer", options("optimizer"))
+@pytest.mark.parametrize("scheduler", options("scheduler"))
+def test_every_optimizer_and_scheduler_builds(optimizer, scheduler):
+    cfg = compose_train([f"optimizer={optimizer}", f"scheduler={scheduler}"])
+    model = build_model("multimnist_tiny")
+    o = cfg.optimizer
+    opt = create_optimizer_v2(model, opt=o.opt, lr=o.lr, weight_decay=o.weight_decay)
+    assert ("lookahead" in optimizer) == hasattr(opt, "sync_lookahead")
+    sched = build_scheduler(opt, cfg.scheduler, epochs=4, updates_per_epoch=3)
+    assert (sched is None) == (scheduler == "none")
+    if sched is not None:
+        sched.step(1, 0.5)
+
+
+@pytest.mark.parametrize("augmentation", options("augmentation"))
+def test_every_augmentation_keeps_shape_and_labels_meaning(augmentation):
+    steps = OmegaConf.to_container(compose_train([f"augmentation={augmentation}"]).augmentation.steps)
+    pipeline = build_pipeline(steps, seed=0)
+    assert (pipeline is None) == (augmentation == "none")
+    if pipeline is not None:
+        img = np.zeros((64, 64), np.uint8)
+        img[5:20, 10:12] = 255
+        outs = [pipeline(image=img)["image"] for _ in range(8)]
+        assert all(o.shape == (64, 64) and o.dtype == np.uint8 for o in outs)
+        assert any(not np.array_equal(o, img) for o in outs)  # it does something
+
+
+def test_bad_augmentation_step_is_named():
+    with pytest.raises(ValueError, match="'RandomRotate91' is not an albumentations transform"):
+        build_pipeline([{"RandomRotate91": {"p": 1.0}}])
+
+
+@pytest.mark.parametrize("loss", options("loss"))
+def test_every_loss_is_lower_for_right_answers(loss):
+    fn = build_loss(**compose_train([f"loss={loss}"]).loss)
+    target = torch.randint(0, 2, (8, 26)).float()
+    assert fn(target * 8 - 4, target) < fn(4 - target * 8, target)
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_experiment_presets_compose(experiment):
+    cfg = compose_train([f"experiment={experiment}"])
+    assert cfg.exp == experiment
+    if experiment == "seed_b5":
+        assert cfg.backbone.name == "efficientnet_b5" and cfg.optimizer.opt == "lookahead_radam"
+        assert cfg.trainer.batch_size == 20 and cfg.trainer.epochs == 40 and cfg.scheduler.num_epochs == 10
+        assert cfg.loss.name == "soft_margin" and cfg.augmentation.steps[0] == {"RandomRotate90": {"p": 1.0}}
+
+
+@pytest.mark.parametrize(
+    ("override", "error"),
+    [("fold=abc", ConfigCompositionException), ("backbone=effnet_b99", ConfigCompositionException)],
+)
+def test_bad_values_fail_at_compose_time(override, error):
+    with pytest.raises(error):
+        compose_train([override])
+
+
+def fold_cfg(root: Path, tmp_path: Path, *extra: str):
+    return compose_train(
+        [
+            f"data.root={root}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            f"paths.experiments={tmp_path / 'exp'}",
+            "backbone=tiny",
+            "trainer.epochs=2",
+            "trainer.batch_size=16",
+            "trainer.num_workers=0",
+            "trainer.progress=false",
+            "exp=t",
+            *extra,
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("fold=5", r"fold=5 is outside 0\.\.4"),
+        ("trainer.precision=fp8", "trainer.precision must be one of"),
+        ("trainer.tta_views=3", "tta views must be one of"),
+    ],
+)
+def test_bad_values_fail_with_a_clear_message(synth_root, tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        run_fold(fold_cfg(synth_root, tmp_path, override))
+
+
+def test_one_fold_writes_the_run_layout(synth_root, tmp_path):
+    run = run_fold(fold_cfg(synth_root, tmp_path, "fold=1", "augmentation=rot90"))
+    assert run == tmp_path / "exp" / "t" / "fold1"
+    for name in (
+        ".hydra/config.yaml",
+        "metrics.csv",
+        "last.pt",
+        "best.pt",
+        "oof_logits.npy",
+        "oof_index.npy",
+        "test_logits.npy",
+    ):
+        assert (run / name).is_file(), name
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert list(metrics.columns) == ["epoch", "lr", "train_loss", "val_loss", "val_acc", "val_auc", *TIMING]
+    assert list(metrics.epoch) == [0, 1] and metrics.notna().all().all()
+    folds = pd.read_csv(tmp_path / "cache" / "folds_stratified_k5_s42.csv")
+    val_ids = folds.loc[folds.fold == 1, "index"].to_numpy()
+    oof, oof_index, test = (np.load(run / n) for n in ("oof_logits.npy", "oof_index.npy", "test_logits.npy"))
+    assert oof.shape == (len(val_ids), 4, 26) and sorted(oof_index) == sorted(val_ids)
+    assert test.shape == (40, 4, 26)
+    assert not np.allclose(oof[:, 0], oof[:, 1])  # the views differ: rot90 really ran
+    resolved = OmegaConf.load(run / ".hydra" / "config.yaml")
+    assert resolved.fold == 1 and resolved.data.root == str(synth_root)
+    for ckpt in ("last.pt", "best.pt"):
+        state = torch.load(run / ckpt, map_location="cpu", weights_only=True)
+        model = build_model("multimnist_tiny")
+        model.load_state_dict(state["model"])
+
+
+def test_finished_fold_is_skipped(synth_root, tmp_path, caplog):
+    cfg = fold_cfg(synth_root, tmp_path, "trainer.epochs=1")
+    run = run_fold(cfg)
+    stamp = (run / "test_logits.npy").stat().st_mtime_ns
+    with caplog.at_level("INFO"):
+        run_fold(cfg)
+    assert "is finished" in caplog.text and (run / "test_logits.npy").stat().st_mtime_ns == stamp
+
+
+def _strip(metrics: pd.DataFrame) -> pd.DataFrame:
+    return metrics.drop(columns=TIMING)
+
+
+@pytest.mark.parametrize("aug", ["rot90", "geometric"])
+def test_resumed_run_ends_like_an_uninterrupted_one(synth_root, tmp_path, aug):
+    common = ("trainer.epochs=3", f"augmentation={aug}", "optimizer=lookahead_radam", "trainer.ema=true")
+    whole = run_fold(fold_cfg(synth_root, tmp_path, "exp=whole", *common))
+    parted = fold_cfg(synth_root, tmp_path, "exp=parted", *common, "trainer.stop_after=1")
+    run = run_fold(parted)
+    assert len(pd.read_csv(run / "metrics.csv")) == 1 and not (run / "test_logits.npy").exists()
+    run_fold(parted)  # the same command again: resumes at epoch 1, stops after epoch 2
+    run_fold(parted)
+    pd.testing.assert_frame_equal(
+        _strip(pd.read_csv(run / "metrics.csv")), _strip(pd.read_csv(whole / "metrics.csv"))
+    )
+    assert np.array_equal(np.load(run / "test_logits.npy"), np.load(whole / "test_logits.npy"))
+
+
+def test_same_seed_same_metrics_other_seed_differs(synth_root, tmp_path):
+    a = run_fold(fold_cfg(synth_root, tmp_path, "exp=a", "trainer.num_workers=2"))
+    b = run_fold(fold_cfg(synth_root, tmp_path, "exp=b"))
+    c = run_fold(fold_cfg(synth_root, tmp_path, "exp=c", "trainer.seed=1"))
+    ma, mb, mc = (_strip(pd.read_csv(r / "metrics.csv")) for r in (a, b, c))
+    pd.testing.assert_frame_equal(ma, mb)  # worker processes do not change the result
+    assert not ma.equals(mc)
+
+
+def test_wandb_offline_writes_inside_the_run_folder(synth_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = run_fold(fold_cfg(synth_root, tmp_path, "logger=wandb", "trainer.epochs=1"))
+    offline = list((run / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and any(offline[0].rglob("*.wandb"))
+    assert not (tmp_path / "wandb").exists()
+
+
+def test_multirun_sweeps_folds_into_the_run_layout(synth_root, tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "multimnist.train",
+        f"data.root={synth_root}",
+        f"data.cache_dir={tmp_path / 'c'}",
+        f"paths.experiments={tmp_path / 'exp'}",
+        "exp=sweep",
+        "backbone=tiny",
+        "trainer.epochs=1",
+        "trainer.progress=false",
+        "trainer.num_workers=0",
+        "fold=0,1",
+        "-m",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for k in (0, 1):
+        assert (tmp_path / "exp" / "sweep" / f"fold{k}" / "test_logits.npy").is_file()
+        assert OmegaConf.load(tmp_path / "exp" / "sweep" / f"fold{k}" / ".hydra" / "config.yaml").fold == k
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "outputs").exists()
+
+
+def test_cli_error_is_one_line(synth_root, tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "multimnist.train",
+        f"data.root={tmp_path / 'missing'}",
+        f"paths.experiments={tmp_path / 'exp'}",
+        "backbone=tiny",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert (
+        done.stderr.strip().splitlines()[-1].startswith("error: ") and "dataset root not found" in done.stderr
+    )
