@@ -4,10 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 DATA ?= data/synth
+BACKBONE ?= small_cnn
+EXP ?= default
+FOLDS ?= 0,1,2,3,4
+ARGS ?=
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint demo data bench-synth stats clean
+.PHONY: help setup test test-slow lint demo data train sweep bench bench-synth bench-train stats clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,14 +36,26 @@ lint: setup ## ruff check + format check
 data: setup ## Generate the realistic synthetic dataset into $(DATA) (N_TRAIN, N_TEST, SEED to change)
 	$(PY) -m multimnist.synth out=$(DATA) n_train=$${N_TRAIN:-2000} n_test=$${N_TEST:-500} seed=$${SEED:-0} overwrite=true
 
-stats: data ## Print realism statistics: the generated data next to the real reference images
+stats: setup ## Print realism statistics: the generated data next to the real reference images
+	test -d $(DATA) || $(MAKE) data
 	$(PY) -m multimnist.synth.stats $(DATA) $(wildcard ../shared/data/real)
+
+train: setup ## Train one fold: make train BACKBONE=effnet_b5 EXP=name FOLD=0 ARGS="trainer.epochs=5"
+	$(PY) -m multimnist.train data.root=$(DATA) exp=$(EXP) backbone=$(BACKBONE) fold=$${FOLD:-0} $(ARGS)
+
+sweep: setup ## Train the folds (Hydra multirun): make sweep BACKBONE=effnet_b5 EXP=name FOLDS=0,1,2,3,4
+	$(PY) -m multimnist.train data.root=$(DATA) exp=$(EXP) backbone=$(BACKBONE) fold=$(FOLDS) $(ARGS) -m
 
 demo: setup ## The main job end to end on the embedded default (today: generate data and check it)
 	$(PY) scripts/demo.py
 
+bench: bench-synth bench-train ## Run every benchmark
+
 bench-synth: setup ## Benchmark the generator: images/s per core, PNG writing included
 	$(PY) scripts/bench_synth.py
+
+bench-train: setup ## Benchmark the trainer's data path: model loop vs trainer, img/s and ratio
+	$(PY) scripts/bench_train.py --backbone $(BACKBONE)
 
 clean: ## Remove caches and generated data (keeps .venv)
 	rm -rf data .pytest_cache .ruff_cache

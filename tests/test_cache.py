@@ -60,3 +60,17 @@ def test_denoise_is_part_of_the_key(root, tmp_path):
     raw = cached_images(split, tmp_path / "c", progress=False)
     clean = cached_images(split, tmp_path / "c", denoise=True, progress=False)
     assert np.array_equal(clean[0] == 255, raw[0] == 255) and set(np.unique(clean[0])) <= {0, 255}
+
+
+def test_batched_reads_equal_item_reads(root, tmp_path):
+    from torch.utils.data import DataLoader
+
+    split = load_split(DaconLayout(root), "train")
+    images = cached_images(split, tmp_path / "cache", img_size=32, denoise=True, progress=False)
+    ds = DaconImages(split, img_size=32, denoise=True, images=images, rows=[9, 2, 77, 40])
+    x, y, index = next(iter(DataLoader(ds, batch_size=4)))  # goes through __getitems__
+    for k in range(4):
+        xi, yi, ii = ds[k]
+        assert np.array_equal(x[k].numpy(), xi.numpy()) and np.array_equal(y[k].numpy(), yi.numpy())
+        assert index[k] == ii
+    assert index.tolist() == [9, 2, 77, 40]

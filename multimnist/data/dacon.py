@@ -270,6 +270,22 @@ class DaconImages(Dataset):
             return np.array(self.images[row])  # a writable copy out of the read-only memmap
         return preprocess(decode_gray(self.split.paths[row]), self.img_size, self.denoise)
 
+    def __getitems__(self, items: list[int]) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+        """The items of one batch (DataLoader calls this instead of one `__getitem__` per item).
+
+        From the cache without a transform it is one fancy-indexed read and one conversion instead of
+        a copy and conversion per item: on a CPU that per-item work costs ~4% of a small model's step.
+        """
+        if self.images is None or self.transform is not None:
+            return [self[i] for i in items]
+        rows = self.rows[np.asarray(items, dtype=np.int64)]
+        x = torch.from_numpy(self.images[rows]).unsqueeze(1).float().div_(255.0)
+        if self.split.labels is None:
+            y = torch.full((len(rows), len(LETTERS)), float("nan"))
+        else:
+            y = torch.from_numpy(self.split.labels[rows].astype(np.float32))
+        return list(zip(x.unbind(0), y.unbind(0), self.split.indices[rows].tolist(), strict=True))
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         img = self.image(i)
         row = int(self.rows[i])

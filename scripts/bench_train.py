@@ -1,0 +1,106 @@
+"""Trainer overhead: the model loop on in-memory random tensors (a) vs the trainer on a dataset from disk (b).
+
+    python scripts/bench_train.py [--backbone small_cnn] [--img-size 64] [--batch 64] [--precision bf16]
+
+Same model, batch, precision and channels_last in both; (b) is `engine.train_one_epoch` over the real
+DataLoader of a generated dataset (decoded once into the memmap cache, as training does). The ratio
+b/a is what the data path costs; goal >= 0.95 on CPU. Prints both figures and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from timm.optim import create_optimizer_v2
+
+from multimnist.data.cache import cached_images
+from multimnist.data.dacon import DaconImages, DaconLayout, load_split
+from multimnist.engine import Batching, resolve_device, resolve_precision, train_one_epoch
+from multimnist.losses import build_loss
+from multimnist.model import build_model
+from multimnist.synth.compositor import Compositor, CompositorConfig
+from multimnist.synth.distractors import distractor_bank
+from multimnist.synth.generate import generate
+from multimnist.synth.glyphs import procedural_bank
+from multimnist.train import _loader
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backbone", default="small_cnn", help="a conf/backbone option (default small_cnn)")
+    parser.add_argument("--img-size", type=int, default=None, help="default: the backbone's img_size")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--precision", default="bf16")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for (b)")
+    parser.add_argument("--n", type=int, default=2048, help="training images (both measurements)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="alternating a/b measurements; the best of each"
+    )
+    args = parser.parse_args()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        b = compose(config_name="train", overrides=[f"backbone={args.backbone}"]).backbone
+    size = args.img_size or b.img_size
+    device = resolve_device("auto")
+    precision = resolve_precision(args.precision, device)
+    torch.manual_seed(0)
+    model = build_model(b.name, in_chans=b.in_chans).to(device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = create_optimizer_v2(model, opt="adam", lr=1e-3)
+    loss_fn = build_loss("bce")
+    batching = Batching(device, b.in_chans, args.channels_last)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "ds"
+        compositor = Compositor(CompositorConfig(), procedural_bank(0, variants=1), distractor_bank(0))
+        generate(root, compositor, n_train=args.n, n_test=1, seed=0, progress=False)
+        split = load_split(DaconLayout(root), "train")
+        images = cached_images(split, Path(tmp) / "cache", size, denoise=True, progress=False)
+        ds = DaconImages(split, img_size=size, denoise=True, images=images)
+        trainer_cfg = {"batch_size": args.batch, "num_workers": args.workers}
+        loader = _loader(ds, OmegaConf.create(trainer_cfg))
+        xs = torch.rand(args.batch, 1, size, size)
+        ys = (torch.rand(args.batch, 26) < 0.46).float()
+        steps = len(loader)
+
+        def raw() -> float:
+            model.train()
+            start = time.perf_counter()
+            for _ in range(steps):
+                x = batching(xs)
+                with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
+                    out = model(x)
+                loss = loss_fn(out.float(), ys.to(device))
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                loss.item()
+            return steps * args.batch / (time.perf_counter() - start)
+
+        def trainer() -> float:
+            stats = train_one_epoch(model, loader, loss_fn, optimizer, batching, precision, progress=False)
+            return stats["img_per_s"]
+
+        raw(), trainer()  # warm-up: allocator, oneDNN kernels, page cache
+        a = max(raw() for _ in range(args.repeats))
+        bb = max(trainer() for _ in range(args.repeats))
+    print(
+        f"model {b.name} at {size}px, batch {args.batch}, {precision.name}, "
+        f"channels_last={args.channels_last}, device {device}, {args.n} images, workers {args.workers}"
+    )
+    print(f"(a) model loop on in-memory random tensors: {a:8.0f} img/s")
+    print(f"(b) trainer on the dataset from disk:       {bb:8.0f} img/s")
+    print(f"ratio b/a = {bb / a:.3f} (goal >= 0.95 on CPU)")
+
+
+if __name__ == "__main__":
+    main()
