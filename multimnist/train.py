@@ -162,25 +162,10 @@ def _loader(ds: DaconImages, t: DictConfig, sampler: DistributedSampler | None =
     )
 
 
-def run_fold(cfg: DictConfig) -> Path:
-    """Train, validate and predict one fold; returns its run folder."""
-    _check(cfg)
+def build_datasets(cfg: DictConfig) -> tuple[DaconImages, DaconImages, DaconImages]:
+    """Train (augmented), validation and test datasets of one fold: validated splits, folds written
+    once per dataset, images decoded once into the cache."""
     t = cfg.trainer
-    run_dir = run_dir_of(cfg)
-    if t.resume and (run_dir / FINISHED_MARK).is_file():
-        log.info(
-            "%s is finished (it has %s); skipping. trainer.resume=false trains it again.",
-            run_dir,
-            FINISHED_MARK,
-        )
-        return run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / ".hydra" / "config.yaml")
-    device = resolve_device(t.device)
-    precision = resolve_precision(t.precision, device)
-    torch.manual_seed(t.seed)
-
-    # Data: validated splits, folds written once per dataset, decoded once into the cache.
     layout = DaconLayout.from_mapping(cfg.data)
     train_split, test_split = load_split(layout, "train"), load_split(layout, "test")
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else layout.root / ".cache"
@@ -215,17 +200,44 @@ def run_fold(cfg: DictConfig) -> Path:
         train_split, images=images["train"], rows=np.flatnonzero(folds == cfg.fold), **common
     )
     test_ds = DaconImages(test_split, images=images["test"], **common)
+    return train_ds, val_ds, test_ds
+
+
+def build_model_for(cfg: DictConfig, device: torch.device) -> tuple[torch.nn.Module, Batching]:
+    """The fold's model on `device` and how batches become its input."""
+    b, t = cfg.backbone, cfg.trainer
+    model = build_model(b.name, b.pretrained, b.weights, b.in_chans, b.drop_rate, b.drop_path_rate).to(device)
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, Batching(device, b.in_chans, t.channels_last)
+
+
+def run_fold(cfg: DictConfig) -> Path:
+    """Train, validate and predict one fold; returns its run folder."""
+    _check(cfg)
+    t = cfg.trainer
+    run_dir = run_dir_of(cfg)
+    if t.resume and (run_dir / FINISHED_MARK).is_file():
+        log.info(
+            "%s is finished (it has %s); skipping. trainer.resume=false trains it again.",
+            run_dir,
+            FINISHED_MARK,
+        )
+        return run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / ".hydra" / "config.yaml")
+    device = resolve_device(t.device)
+    precision = resolve_precision(t.precision, device)
+    torch.manual_seed(t.seed)
+
+    train_ds, val_ds, test_ds = build_datasets(cfg)
     # The shuffle order is a function of (seed, epoch) alone (set_epoch), as DistributedSampler makes it.
     sampler = DistributedSampler(train_ds, num_replicas=1, rank=0, shuffle=True, seed=t.seed)
     train_loader = _loader(train_ds, t, sampler)
     val_loader, test_loader = _loader(val_ds, t), _loader(test_ds, t)
 
     # Model and optimisation, from timm's factories.
-    b = cfg.backbone
-    model = build_model(b.name, b.pretrained, b.weights, b.in_chans, b.drop_rate, b.drop_path_rate).to(device)
-    if t.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    batching = Batching(device, b.in_chans, t.channels_last)
+    model, batching = build_model_for(cfg, device)
     o = cfg.optimizer
     optimizer = create_optimizer_v2(
         model,
