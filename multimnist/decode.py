@@ -59,19 +59,16 @@ def count_aware(probs: np.ndarray, pred: np.ndarray, low: int, high: int) -> np.
             f"count range must satisfy 0 <= low <= high <= {probs.shape[1]}, got [{low}, {high}]"
         )
     out = pred.astype(np.uint8).copy()
-    order = np.argsort(-probs, axis=1, kind="stable")  # most confident first
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(probs.shape[1])[None, :].repeat(len(probs), 0), axis=1)
     counts = out.sum(1)
     few, many = counts < low, counts > high
-    out[few] |= (ranks[few] < low).astype(np.uint8)
-    # too many: keep only the `high` most confident among those predicted
-    if many.any():
-        masked = np.where(out[many] == 1, probs[many], -np.inf)
-        keep = np.argsort(-masked, axis=1, kind="stable")[:, :high]
-        fixed = np.zeros_like(out[many])
-        np.put_along_axis(fixed, keep, 1, axis=1)
-        out[many] = fixed
+    if few.any():  # add the most confident letters not yet predicted until the row holds `low`
+        missing = np.where(out[few] == 0, probs[few], -np.inf)
+        rank = np.argsort(np.argsort(-missing, axis=1, kind="stable"), axis=1)
+        out[few] |= (rank < (low - counts[few])[:, None]).astype(np.uint8)
+    if many.any():  # keep only the `high` most confident of those predicted
+        kept = np.where(out[many] == 1, probs[many], -np.inf)
+        rank = np.argsort(np.argsort(-kept, axis=1, kind="stable"), axis=1)
+        out[many] = (rank < high).astype(np.uint8)
     return out
 
 

@@ -1,0 +1,436 @@
+"""Combine fold runs into a Dacon submission: `python -m multimnist.ensemble data.root=DIR exp=NAME`.
+
+Reads each fold's saved logits (no GPU, no model; `ensemble.repredict=true` re-runs inference from
+checkpoints instead), builds the out-of-fold (OOF) matrix over the training set and the fold-averaged
+test matrix, scores every aggregation x views x decoding candidate on OOF, and writes
+`<experiments>/<exp>/ensemble/`: submission.csv, ensemble.json and the report's plots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from multimnist import decode, plots
+from multimnist.data.dacon import DaconLayout, DatasetError, read_label_csv
+from multimnist.io import atomic_path, save_text
+from multimnist.labels import CSV_COLUMNS, LETTERS
+from multimnist.tta import AGGREGATIONS, aggregate
+
+log = logging.getLogger("multimnist.ensemble")
+
+DECODINGS = ("fixed_0.5", "fixed_0.6", "global", "per_class", "count_aware")
+RUN_FILES = ("oof_logits.npy", "oof_index.npy", "test_logits.npy", ".hydra/config.yaml")
+# Keys that change how a run was executed, not what it computed: left out of the config hash.
+_VOLATILE = ("fold", "trainer.progress", "trainer.resume", "trainer.stop_after", "trainer.num_workers")
+
+
+class EnsembleError(ValueError):
+    """Runs that cannot be combined; the message names the run."""
+
+
+@dataclass
+class FoldRun:
+    path: Path
+    exp: str
+    fold: int
+    config: DictConfig
+    oof: np.ndarray  # [n_val, V, 26]
+    oof_index: np.ndarray  # [n_val]
+    test: np.ndarray  # [n_test, V, 26]
+
+    @property
+    def config_hash(self) -> str:
+        cfg = OmegaConf.to_container(self.config, resolve=True)
+        for key in _VOLATILE:
+            *parents, leaf = key.split(".")
+            node = cfg
+            for p in parents:
+                node = node.get(p, {})
+            node.pop(leaf, None)
+        return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def load_run(path: Path) -> FoldRun:
+    missing = [f for f in RUN_FILES if not (path / f).is_file()]
+    if missing:
+        raise EnsembleError(f"{path}: not a finished fold run (missing {', '.join(missing)})")
+    cfg = OmegaConf.load(path / ".hydra" / "config.yaml")
+    try:
+        arrays = [np.load(path / f) for f in RUN_FILES[:3]]
+    except (ValueError, OSError, EOFError) as err:
+        raise EnsembleError(f"{path}: unreadable logits ({err})") from None
+    oof, oof_index, test = arrays
+    if oof.ndim != 3 or test.ndim != 3 or oof.shape[-1] != len(LETTERS) or len(oof) != len(oof_index):
+        raise EnsembleError(f"{path}: logits have shapes {oof.shape}, {oof_index.shape}, {test.shape}")
+    return FoldRun(
+        path, str(cfg.exp), int(cfg.fold), cfg, oof.astype(np.float32), oof_index, test.astype(np.float32)
+    )
+
+
+def most_recent_experiment(experiments: Path) -> str:
+    """The experiment whose newest finished fold is the most recent."""
+    marks = sorted(experiments.glob("*/fold*/test_logits.npy"), key=lambda p: p.stat().st_mtime)
+    if not marks:
+        raise EnsembleError(
+            f"{experiments}: no finished fold runs (train some with python -m multimnist.train)"
+        )
+    return marks[-1].parent.parent.name
+
+
+def collect_runs(experiments: Path, names: list[str], allow_partial: bool = False) -> list[FoldRun]:
+    """Every fold run of the named experiments, checked to be combinable."""
+    runs: list[FoldRun] = []
+    for name in names:
+        folders = sorted((experiments / name).glob("fold*"))
+        if not folders:
+            raise EnsembleError(f"{experiments / name}: no fold runs")
+        found = [load_run(f) if (f / "test_logits.npy").is_file() else None for f in folders]
+        done = [r for r in found if r is not None]
+        if not done:
+            raise EnsembleError(f"{experiments / name}: no finished fold (no test_logits.npy in any fold)")
+        n_splits = int(done[0].config.data.folds.n_splits)
+        missing = sorted(set(range(n_splits)) - {r.fold for r in done})
+        if missing:
+            message = f"{experiments / name}: fold(s) {missing} of {n_splits} missing or unfinished"
+            if not allow_partial:
+                raise EnsembleError(message + " (ensemble.allow_partial=true to combine the rest)")
+            log.warning("%s; combining the %d finished fold(s)", message, len(done))
+        runs += done
+    ref = runs[0]
+    for run in runs[1:]:
+        for what, a, b in (
+            ("dataset (data.root)", _root(ref), _root(run)),
+            ("folds (data.folds)", dict(ref.config.data.folds), dict(run.config.data.folds)),
+            ("number of TTA views", ref.oof.shape[1], run.oof.shape[1]),
+            ("test set size", len(ref.test), len(run.test)),
+        ):
+            if a != b:
+                raise EnsembleError(f"{run.path}: its {what} is {b}, but {ref.path} has {a}")
+    return runs
+
+
+def _root(run: FoldRun) -> str:
+    return str(Path(run.config.data.root).expanduser().resolve())
+
+
+def oof_matrix(
+    runs: list[FoldRun], train_index: np.ndarray, allow_partial: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """OOF logits [n_rows, E, V, 26] over the training rows every experiment covered, and those rows."""
+    exps = list(dict.fromkeys(r.exp for r in runs))
+    position = pd.Series(np.arange(len(train_index)), index=train_index)
+    n_views = runs[0].oof.shape[1]
+    out = np.full((len(train_index), len(exps), n_views, len(LETTERS)), np.nan, np.float32)
+    covered = np.ones(len(train_index), bool)
+    for e, name in enumerate(exps):
+        seen = np.zeros(len(train_index), bool)
+        for run in (r for r in runs if r.exp == name):
+            unknown = ~np.isin(run.oof_index, train_index)
+            if unknown.any():
+                raise EnsembleError(
+                    f"{run.path}: oof_index holds {run.oof_index[unknown][0]}, not a training index"
+                )
+            rows = position.loc[run.oof_index].to_numpy()
+            if seen[rows].any():
+                raise EnsembleError(f"{run.path}: its validation rows overlap another fold of {name}")
+            seen[rows] = True
+            out[rows, e] = run.oof
+        if not seen.all() and not allow_partial:
+            raise EnsembleError(f"{name}: its folds cover {seen.sum()} of {len(seen)} training images")
+        covered &= seen
+    return out[covered], np.flatnonzero(covered)
+
+
+def test_matrix(runs: list[FoldRun], exp_weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Test logits [n_test, K, V, 26] of every fold run and each run's weight (its experiment's, split
+    evenly over that experiment's folds)."""
+    counts = pd.Series([r.exp for r in runs]).value_counts()
+    weights = np.array([exp_weights[r.exp] / counts[r.exp] for r in runs])
+    return np.stack([r.test for r in runs], axis=1), weights
+
+
+@dataclass
+class Candidate:
+    aggregation: str
+    views: str
+    decoding: str
+    oof_accuracy: float
+    thresholds: float | list[float] | None = None
+    temperature: float = 1.0
+    test_accuracy: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.aggregation}/{self.views}/{self.decoding}"
+
+
+def decode_with(c: Candidate, probs: np.ndarray, count_range: tuple[int, int]) -> np.ndarray:
+    pred = decode.threshold(probs, np.asarray(c.thresholds))
+    if c.decoding == "count_aware":
+        pred = decode.count_aware(probs, pred, *count_range)
+    return pred
+
+
+def score_candidates(
+    oof: np.ndarray,
+    labels: np.ndarray,
+    exp_weights: np.ndarray,
+    count_range: tuple[int, int],
+    temperature: bool,
+    seed: int = 0,
+) -> list[Candidate]:
+    """Every aggregation x views x decoding, scored on OOF. Per-class thresholds are scored cross-fitted."""
+    n_views = oof.shape[2]
+    view_sets = {"identity": [0]} | ({"all": list(range(n_views))} if n_views > 1 else {})
+    out = []
+    for how in AGGREGATIONS:
+        for views_name, views in view_sets.items():
+            t = 1.0
+            if temperature:
+                mean_logits = np.einsum(
+                    "nkvc,k->nc", oof[:, :, views], exp_weights / exp_weights.sum()
+                ) / len(views)
+                t = decode.fit_temperature(mean_logits, labels)
+            probs = aggregate(oof, how, views, exp_weights, t)
+            best_t, _ = decode.tune_global(probs, labels)
+            held_out, per_class = decode.cross_fitted_per_class(probs, labels, seed)
+            for name, thr, acc in (
+                ("fixed_0.5", 0.5, None),
+                ("fixed_0.6", 0.6, None),
+                ("global", best_t, None),
+                ("per_class", per_class.tolist(), held_out),
+                ("count_aware", best_t, None),
+            ):
+                c = Candidate(how, views_name, name, 0.0, thr, t)
+                if acc is None:
+                    acc = decode.cell_accuracy(decode_with(c, probs, count_range), labels)
+                c.oof_accuracy = acc
+                out.append(c)
+    return out
+
+
+def choose(candidates: list[Candidate], aggregation: str, views: str, decoding: str) -> Candidate:
+    """The best OOF accuracy among the candidates the config allows ('auto' allows all)."""
+    allowed = [
+        c
+        for c in candidates
+        if aggregation in ("auto", c.aggregation)
+        and views in ("auto", c.views)
+        and decoding in ("auto", c.decoding)
+    ]
+    if not allowed:
+        raise EnsembleError(
+            f"no candidate matches aggregation={aggregation}, views={views}, decoding={decoding}"
+        )
+    return max(allowed, key=lambda c: c.oof_accuracy)
+
+
+def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame) -> None:
+    """The submission has the sample's ids in its order, the index,a..z header and 0/1 ints."""
+    if tuple(sub.columns) != CSV_COLUMNS:
+        raise EnsembleError(f"submission header {list(sub.columns)[:4]}... is not index,a..z")
+    if not np.array_equal(sub["index"].to_numpy(), sample.index.to_numpy()):
+        raise EnsembleError("submission ids or their order differ from sample_submission.csv")
+    values = sub[list(LETTERS)].to_numpy()
+    if not np.issubdtype(values.dtype, np.integer) or not np.isin(values, (0, 1)).all():
+        raise EnsembleError("submission labels must be the integers 0 and 1")
+
+
+def repredict(run: FoldRun, tta_views: int | None) -> FoldRun:
+    """Inference from the run's best checkpoint (e.g. with other TTA views) instead of its saved logits."""
+    import torch
+
+    from multimnist.engine import predict, resolve_device, resolve_precision
+    from multimnist.train import _loader, build_datasets, build_model_for, load_checkpoint
+
+    cfg = run.config.copy()
+    if tta_views is not None:
+        cfg.trainer.tta_views = tta_views
+    device = resolve_device(cfg.trainer.device)
+    precision = resolve_precision(cfg.trainer.precision, device)
+    _, val_ds, test_ds = build_datasets(cfg)
+    model, batching = build_model_for(cfg, device)
+    model.load_state_dict(load_checkpoint(run.path / "best.pt")["model"])
+    with torch.no_grad():
+        oof, oof_index, _ = predict(
+            model,
+            _loader(val_ds, cfg.trainer),
+            batching,
+            precision,
+            cfg.trainer.tta_views,
+            cfg.trainer.progress,
+            f"{run.exp}/fold{run.fold} oof",
+        )
+        test, _, _ = predict(
+            model,
+            _loader(test_ds, cfg.trainer),
+            batching,
+            precision,
+            cfg.trainer.tta_views,
+            cfg.trainer.progress,
+            f"{run.exp}/fold{run.fold} test",
+        )
+    return FoldRun(run.path, run.exp, run.fold, cfg, oof, oof_index, test)
+
+
+def run_ensemble(cfg: DictConfig) -> Path:
+    """Collect, score, choose, write. Returns the output folder."""
+    e = cfg.ensemble
+    experiments = Path(cfg.paths.experiments)
+    exp = cfg.exp
+    if exp is None:
+        exp = most_recent_experiment(experiments)
+        print(f"ensembling the most recent experiment: {exp} (set exp=NAME to choose)")
+    names = list(e.experiments) or [exp]
+    runs = collect_runs(experiments, names, e.allow_partial)
+    if e.repredict:
+        runs = [repredict(r, e.tta_views) for r in runs]
+    root = cfg.data.root or runs[0].config.data.root
+    if str(Path(root).expanduser().resolve()) != _root(runs[0]):
+        raise EnsembleError(f"data.root={root} is not the dataset the runs trained on ({_root(runs[0])})")
+    layout = DaconLayout.from_mapping({**OmegaConf.to_container(runs[0].config.data), "root": root})
+    answers = read_label_csv(layout.path("train_csv"))
+    sample = read_label_csv(layout.path("sample_submission"))
+    test_answers = (
+        read_label_csv(layout.path("test_answer")) if layout.path("test_answer").is_file() else None
+    )
+    if len(sample) != len(runs[0].test):
+        raise EnsembleError(
+            f"{layout.path('sample_submission')}: {len(sample)} rows, the runs predicted "
+            f"{len(runs[0].test)} test images"
+        )
+
+    weights = list(e.weights) if e.weights else [1.0] * len(names)
+    if len(weights) != len(names):
+        raise EnsembleError(f"ensemble.weights has {len(weights)} values for {len(names)} experiments")
+    exp_weights = dict(zip(names, map(float, weights), strict=True))
+    oof, rows = oof_matrix(runs, answers.index.to_numpy(), e.allow_partial)
+    labels = answers.to_numpy()[rows]
+    count_range = (int(e.count_range[0]), int(e.count_range[1]))
+    candidates = score_candidates(oof, labels, np.array(weights, float), count_range, e.temperature, e.seed)
+    test, test_w = test_matrix(runs, exp_weights)
+    for c in candidates:
+        view_ids = [0] if c.views == "identity" else None
+        probs = aggregate(test, c.aggregation, view_ids, test_w, c.temperature)
+        c.extra["test_pred"] = decode_with(c, probs, count_range)
+        if test_answers is not None:
+            c.test_accuracy = decode.cell_accuracy(c.extra["test_pred"], test_answers.to_numpy())
+    chosen = choose(candidates, e.aggregation, e.views, e.decoding)
+
+    out = experiments / exp / "ensemble"
+    out.mkdir(parents=True, exist_ok=True)
+    sub = pd.DataFrame(chosen.extra["test_pred"].astype(int), columns=list(LETTERS))
+    sub.insert(0, "index", sample.index.to_numpy())
+    validate_submission(sub, sample)
+    with atomic_path(out / "submission.csv") as tmp:
+        sub.to_csv(tmp, index=False, lineterminator="\n")
+
+    # Calibration and plots for the chosen aggregation and views.
+    view_ids = [0] if chosen.views == "identity" else None
+    raw = aggregate(oof, chosen.aggregation, view_ids, np.array(weights, float))
+    calibrated = aggregate(oof, chosen.aggregation, view_ids, np.array(weights, float), chosen.temperature)
+    oof_pred = decode_with(chosen, calibrated, count_range)
+    floor = float(1 - test_answers.to_numpy().mean()) if test_answers is not None else None
+    report = {
+        "oof_accuracy": chosen.oof_accuracy,
+        "test_accuracy": chosen.test_accuracy,
+        "floor": floor,
+        "oof_floor": float(1 - labels.mean()),
+        "oof_images": int(len(rows)),
+        "chosen": {
+            "name": chosen.name,
+            "aggregation": chosen.aggregation,
+            "views": chosen.views,
+            "decoding": chosen.decoding,
+            "thresholds": chosen.thresholds,
+            "temperature": chosen.temperature,
+            "count_range": list(count_range) if chosen.decoding == "count_aware" else None,
+        },
+        "calibration": {
+            "temperature": chosen.temperature,
+            "nll_before": decode.nll(raw, labels),
+            "nll_after": decode.nll(calibrated, labels),
+            "ece_before": decode.ece(raw, labels),
+            "ece_after": decode.ece(calibrated, labels),
+        },
+        "candidates": [
+            {
+                "name": c.name,
+                "aggregation": c.aggregation,
+                "views": c.views,
+                "decoding": c.decoding,
+                "oof_accuracy": c.oof_accuracy,
+                "test_accuracy": c.test_accuracy,
+                "thresholds": c.thresholds,
+                "temperature": c.temperature,
+            }
+            for c in candidates
+        ],
+        "runs": [
+            {"path": str(r.path), "exp": r.exp, "fold": r.fold, "config_hash": r.config_hash} for r in runs
+        ],
+        "weights": exp_weights,
+        "repredicted": bool(e.repredict),
+    }
+    save_text(json.dumps(report, indent=2) + "\n", out / "ensemble.json")
+    if e.plots:
+        grid = decode.GRID
+        _, accs = decode.tune_global(calibrated, labels, grid)
+        plots.accuracy_vs_threshold(
+            grid,
+            accs,
+            chosen.thresholds if np.isscalar(chosen.thresholds) else 0.5,
+            report["oof_floor"],
+            out / "accuracy_vs_threshold.png",
+        )
+        plots.per_letter_accuracy(oof_pred, labels, out / "per_letter_accuracy.png")
+        plots.reliability_diagram(raw, calibrated, labels, chosen.temperature, out / "reliability.png")
+        plots.letters_per_image(oof_pred, labels, out / "letters_per_image.png")
+    print(format_table(candidates, chosen, report))
+    print(f"wrote {out / 'submission.csv'}, {out / 'ensemble.json'} and plots")
+    return out
+
+
+def format_table(candidates: list[Candidate], chosen: Candidate, report: dict) -> str:
+    has_test = any(c.test_accuracy is not None for c in candidates)
+    lines = [f"{'candidate':40} {'OOF acc':>8}" + (f" {'test acc':>9}" if has_test else "")]
+    for c in sorted(candidates, key=lambda c: -c.oof_accuracy):
+        mark = "  <- chosen" if c is chosen else ""
+        test = f" {c.test_accuracy:9.4f}" if has_test else ""
+        lines.append(f"{c.name:40} {c.oof_accuracy:8.4f}{test}{mark}")
+    cal = report["calibration"]
+    lines.append(
+        f"calibration: T={cal['temperature']:.3f}, NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}, "
+        f"ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}"
+    )
+    summary = (
+        f"chosen {chosen.name}: OOF accuracy {report['oof_accuracy']:.4f} ({report['oof_images']} images)"
+    )
+    if report["test_accuracy"] is not None:
+        summary += f", test accuracy {report['test_accuracy']:.4f} (all-zeros floor {report['floor']:.4f})"
+    lines.append(summary)
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="ensemble")
+def main(cfg: DictConfig) -> None:
+    try:
+        run_ensemble(cfg)
+    except (EnsembleError, DatasetError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""The ensemble step: aggregation, decoding and calibration on fabricated logits with known answers;
+run collection and its errors; submission validation; one end-to-end run from training to submission."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from multimnist import decode
+from multimnist.ensemble import EnsembleError, collect_runs, run_ensemble, validate_submission
+from multimnist.labels import CSV_COLUMNS
+from multimnist.train import run_fold
+from multimnist.tta import aggregate
+
+from .conftest import REPO
+from .test_dacon import make_root
+
+
+def test_prob_mean_and_logit_mean_differ_as_defined():
+    logits = np.zeros((1, 1, 2, 26))
+    logits[0, 0, 1] = 4.0  # views: logit 0 and logit 4
+    prob_mean = aggregate(logits, "prob_mean")[0, 0]
+    logit_mean = aggregate(logits, "logit_mean")[0, 0]
+    assert prob_mean == pytest.approx((0.5 + decode.sigmoid(4.0)) / 2)
+    assert logit_mean == pytest.approx(decode.sigmoid(2.0))
+    assert aggregate(logits, "prob_mean", views=[0])[0, 0] == pytest.approx(0.5)
+    two_models = np.concatenate([logits[:, :, :1], logits[:, :, 1:]], axis=1)  # [1, 2 models, 1 view, 26]
+    weighted = aggregate(two_models, "logit_mean", weights=np.array([1.0, 3.0]))[0, 0]
+    assert weighted == pytest.approx(decode.sigmoid(3.0))
+    assert aggregate(logits, "logit_mean", temperature=2.0)[0, 0] == pytest.approx(decode.sigmoid(1.0))
+
+
+def test_count_aware_stays_in_range_and_uses_confidence(rng):
+    probs = rng.random((500, 26))
+    pred = (rng.random((500, 26)) < rng.random((500, 1))).astype(np.uint8)  # counts from 0 to 26
+    out = decode.count_aware(probs, pred, 10, 14)
+    counts = out.sum(1)
+    assert counts.min() >= 10 and counts.max() <= 14
+    ok = (pred.sum(1) >= 10) & (pred.sum(1) <= 14)
+    assert np.array_equal(out[ok], pred[ok])  # plausible rows untouched
+    few = np.flatnonzero(pred.sum(1) < 10)[0]
+    added = np.flatnonzero(out[few] & ~pred[few])
+    missing_conf = np.sort(probs[few][pred[few] == 0])[::-1]
+    assert np.allclose(np.sort(probs[few, added])[::-1], missing_conf[: len(added)])  # the most confident
+    many = np.flatnonzero(pred.sum(1) > 14)[0]
+    kept = probs[many][out[many] == 1]
+    dropped = probs[many][(pred[many] == 1) & (out[many] == 0)]
+    assert kept.min() >= dropped.max()  # the least confident were dropped
+
+
+def test_per_class_thresholds_beat_global_where_classes_differ(rng):
+    n = 2000
+    labels = (rng.random((n, 26)) < 0.46).astype(np.uint8)
+    # Half the letters are under-confident (positives ~0.35), half over-confident (negatives ~0.65).
+    low = np.arange(26) < 13
+    centre = np.where(labels == 1, np.where(low, 0.35, 0.9), np.where(low, 0.1, 0.65))
+    probs = np.clip(centre + rng.normal(0, 0.08, centre.shape), 0, 1)
+    t, _ = decode.tune_global(probs, labels)
+    global_acc = decode.cell_accuracy(decode.threshold(probs, t), labels)
+    held_out, thresholds = decode.cross_fitted_per_class(probs, labels)
+    assert held_out > global_acc + 0.05
+    assert thresholds[:13].mean() < 0.3 < 0.7 < thresholds[13:].mean()
+
+
+def test_temperature_scaling_lowers_nll_of_overconfident_logits(rng):
+    true_logits = rng.normal(0, 1.5, (3000, 26))
+    labels = (rng.random(true_logits.shape) < decode.sigmoid(true_logits)).astype(np.uint8)
+    overconfident = true_logits * 4
+    t = decode.fit_temperature(overconfident, labels)
+    before = decode.nll(decode.sigmoid(overconfident), labels)
+    after = decode.nll(decode.sigmoid(overconfident / t), labels)
+    assert 3.0 < t < 5.0 and after < before - 0.1
+    assert decode.ece(decode.sigmoid(overconfident / t), labels) < decode.ece(
+        decode.sigmoid(overconfident), labels
+    )
+
+
+def test_submission_validation():
+    sample = pd.DataFrame(
+        0, index=pd.Index([50000, 50001, 50002], name="index"), columns=list(CSV_COLUMNS[1:])
+    )
+    good = sample.reset_index()
+    good.iloc[1, 3] = 1
+    validate_submission(good, sample)
+    with pytest.raises(EnsembleError, match="ids or their order differ"):
+        validate_submission(good.iloc[[1, 0, 2]], sample)
+    with pytest.raises(EnsembleError, match="header"):
+        validate_submission(good.rename(columns={"a": "A"}), sample)
+    bad = good.copy()
+    bad.iloc[0, 5] = 2
+    with pytest.raises(EnsembleError, match="0 and 1"):
+        validate_submission(bad, sample)
+
+
+def fake_run(
+    experiments: Path,
+    exp: str,
+    fold: int,
+    root: Path,
+    val: np.ndarray,
+    n_test: int,
+    views: int = 4,
+    folds_seed: int = 42,
+    n_splits: int = 2,
+) -> Path:
+    run = experiments / exp / f"fold{fold}"
+    (run / ".hydra").mkdir(parents=True)
+    cfg = {
+        "exp": exp,
+        "fold": fold,
+        "data": {
+            "root": str(root),
+            "folds": {"method": "stratified", "n_splits": n_splits, "seed": folds_seed},
+        },
+    }
+    OmegaConf.save(OmegaConf.create(cfg), run / ".hydra" / "config.yaml")
+    rng = np.random.default_rng(fold)
+    np.save(run / "oof_logits.npy", rng.normal(size=(len(val), views, 26)).astype(np.float32))
+    np.save(run / "oof_index.npy", val)
+    np.save(run / "test_logits.npy", rng.normal(size=(n_test, views, 26)).astype(np.float32))
+    return run
+
+
+def test_missing_fold_fails_or_warns_when_allowed(tmp_path, caplog):
+    layout = make_root(tmp_path, n_train=4, n_test=2)
+    fake_run(tmp_path / "exp", "a", 0, layout.root, np.array([0, 1]), 2)
+    with pytest.raises(EnsembleError, match=r"exp/a: fold\(s\) \[1\] of 2 missing or unfinished"):
+        collect_runs(tmp_path / "exp", ["a"])
+    with caplog.at_level(logging.WARNING):
+        runs = collect_runs(tmp_path / "exp", ["a"], allow_partial=True)
+    assert len(runs) == 1 and "combining the 1 finished fold" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"views": 8}, "number of TTA views is 8"),
+        ({"folds_seed": 7}, r"folds \(data.folds\) is"),
+    ],
+)
+def test_mismatched_runs_are_named(tmp_path, change, message):
+    layout = make_root(tmp_path, n_train=4, n_test=2)
+    fake_run(tmp_path / "exp", "a", 0, layout.root, np.array([0, 1]), 2)
+    fake_run(tmp_path / "exp", "a", 1, layout.root, np.array([2, 3]), 2)
+    fake_run(tmp_path / "exp", "b", 0, layout.root, np.array([0, 1]), 2, **change)
+    fake_run(tmp_path / "exp", "b", 1, layout.root, np.array([2, 3]), 2, **change)
+    with pytest.raises(EnsembleError, match=rf"exp/b/fold0: its {message}"):
+        collect_runs(tmp_path / "exp", ["a", "b"])
+
+
+def compose_ensemble(overrides):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="ensemble", overrides=overrides)
+
+
+def test_folds_must_cover_the_training_set(tmp_path):
+    layout = make_root(tmp_path, n_train=4, n_test=2)
+    fake_run(tmp_path / "exp", "a", 0, layout.root, np.array([0, 1]), 2)
+    fake_run(tmp_path / "exp", "a", 1, layout.root, np.array([2]), 2)  # index 3 never validated
+    cfg = compose_ensemble(["exp=a", f"paths.experiments={tmp_path / 'exp'}", "ensemble.plots=false"])
+    with pytest.raises(EnsembleError, match="its folds cover 3 of 4 training images"):
+        run_ensemble(cfg)
+
+
+def test_end_to_end_from_a_two_fold_sweep_to_submission(synth_root, tmp_path, capsys):
+    train = [
+        "backbone=tiny",
+        "trainer.epochs=2",
+        "trainer.batch_size=16",
+        "trainer.num_workers=0",
+        "trainer.progress=false",
+        "data.folds.n_splits=2",
+        f"data.root={synth_root}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"paths.experiments={tmp_path / 'exp'}",
+        "exp=tiny2",
+    ]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        for fold in (0, 1):
+            run_fold(compose(config_name="train", overrides=[*train, f"fold={fold}"]))
+    cmd = [
+        sys.executable,
+        "-m",
+        "multimnist.ensemble",
+        f"data.root={synth_root}",
+        "exp=tiny2",
+        f"paths.experiments={tmp_path / 'exp'}",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "<- chosen" in done.stdout and "test accuracy" in done.stdout
+    out = tmp_path / "exp" / "tiny2" / "ensemble"
+    sub = pd.read_csv(out / "submission.csv")
+    sample = pd.read_csv(synth_root / "sample_submission.csv")
+    assert list(sub.columns) == list(CSV_COLUMNS) and list(sub["index"]) == list(sample["index"])
+    assert set(np.unique(sub.iloc[:, 1:].to_numpy())) <= {0, 1}
+    report = json.loads((out / "ensemble.json").read_text())
+    assert report["oof_images"] == 120 and len(report["runs"]) == 2
+    assert len(report["candidates"]) == 20 and report["chosen"]["name"] in {
+        c["name"] for c in report["candidates"]
+    }
+    assert report["oof_accuracy"] == max(c["oof_accuracy"] for c in report["candidates"])
+    answers = pd.read_csv(synth_root / "test_answer.csv").iloc[:, 1:].to_numpy()
+    assert report["test_accuracy"] == pytest.approx((sub.iloc[:, 1:].to_numpy() == answers).mean())
+    assert report["floor"] == pytest.approx(1 - answers.mean())
+    assert report["runs"][0]["config_hash"] == report["runs"][1]["config_hash"]  # folds of one config
+    for png in ("accuracy_vs_threshold", "per_letter_accuracy", "reliability", "letters_per_image"):
+        assert (out / f"{png}.png").stat().st_size > 1000
+
+    # A fixed decoding is honoured, and re-prediction from checkpoints reproduces the saved logits.
+    cfg = compose_ensemble(
+        [
+            f"paths.experiments={tmp_path / 'exp'}",
+            "ensemble.decoding=count_aware",
+            "ensemble.repredict=true",
+            "ensemble.plots=false",
+        ]
+    )
+    run_ensemble(cfg)  # exp=null: the most recent experiment
+    assert "most recent experiment: tiny2" in capsys.readouterr().out
+    again = json.loads((out / "ensemble.json").read_text())
+    assert again["chosen"]["decoding"] == "count_aware" and again["repredicted"]
+    counts = pd.read_csv(out / "submission.csv").iloc[:, 1:].sum(axis=1)
+    assert counts.between(10, 14).all()
+    saved = {c["name"]: c["oof_accuracy"] for c in report["candidates"]}
+    for c in again["candidates"]:
+        assert c["oof_accuracy"] == pytest.approx(saved[c["name"]], abs=1e-6)
