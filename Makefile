@@ -11,7 +11,7 @@ ARGS ?=
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint demo data train sweep bench bench-synth bench-train stats clean
+.PHONY: help setup test test-slow lint demo data train sweep ensemble bench bench-synth bench-train stats clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ train: setup ## Train one fold: make train BACKBONE=effnet_b5 EXP=name FOLD=0 AR
 
 sweep: setup ## Train the folds (Hydra multirun): make sweep BACKBONE=effnet_b5 EXP=name FOLDS=0,1,2,3,4
 	$(PY) -m multimnist.train data.root=$(DATA) exp=$(EXP) backbone=$(BACKBONE) fold=$(FOLDS) $(ARGS) -m
+
+ensemble: setup ## Ensemble the folds of EXP into experiments/EXP/ensemble/submission.csv
+	$(PY) -m multimnist.ensemble exp=$(EXP) $(ARGS)
 
 demo: setup ## The main job end to end on the embedded default (today: generate data and check it)
 	$(PY) scripts/demo.py

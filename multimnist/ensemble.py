@@ -317,7 +317,11 @@ def run_ensemble(cfg: DictConfig) -> Path:
     exp_weights = dict(zip(names, map(float, weights), strict=True))
     oof, rows = oof_matrix(runs, answers.index.to_numpy(), e.allow_partial)
     labels = answers.to_numpy()[rows]
-    count_range = (int(e.count_range[0]), int(e.count_range[1]))
+    if e.count_range is None:  # the dataset's own rule, read off its training answers
+        counts = answers.to_numpy().sum(1)
+        count_range = (int(counts.min()), int(counts.max()))
+    else:
+        count_range = (int(e.count_range[0]), int(e.count_range[1]))
     candidates = score_candidates(oof, labels, np.array(weights, float), count_range, e.temperature, e.seed)
     test, test_w = test_matrix(runs, exp_weights)
     for c in candidates:
