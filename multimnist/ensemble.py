@@ -249,8 +249,6 @@ def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame) -> None:
 
 def repredict(run: FoldRun, tta_views: int | None) -> FoldRun:
     """Inference from the run's best checkpoint (e.g. with other TTA views) instead of its saved logits."""
-    import torch
-
     from multimnist.engine import predict, resolve_device, resolve_precision
     from multimnist.train import _loader, build_datasets, build_model_for, load_checkpoint
 
@@ -262,25 +260,19 @@ def repredict(run: FoldRun, tta_views: int | None) -> FoldRun:
     _, val_ds, test_ds = build_datasets(cfg)
     model, batching = build_model_for(cfg, device)
     model.load_state_dict(load_checkpoint(run.path / "best.pt")["model"])
-    with torch.no_grad():
-        oof, oof_index, _ = predict(
+    t = cfg.trainer
+    (oof, oof_index, _), (test, _, _) = (
+        predict(
             model,
-            _loader(val_ds, cfg.trainer),
+            _loader(ds, t),
             batching,
             precision,
-            cfg.trainer.tta_views,
-            cfg.trainer.progress,
-            f"{run.exp}/fold{run.fold} oof",
+            t.tta_views,
+            t.progress,
+            f"{run.exp}/fold{run.fold} {name}",
         )
-        test, _, _ = predict(
-            model,
-            _loader(test_ds, cfg.trainer),
-            batching,
-            precision,
-            cfg.trainer.tta_views,
-            cfg.trainer.progress,
-            f"{run.exp}/fold{run.fold} test",
-        )
+        for ds, name in ((val_ds, "oof"), (test_ds, "test"))
+    )
     return FoldRun(run.path, run.exp, run.fold, cfg, oof, oof_index, test)
 
 
@@ -394,7 +386,7 @@ def run_ensemble(cfg: DictConfig) -> Path:
         plots.accuracy_vs_threshold(
             grid,
             accs,
-            chosen.thresholds if np.isscalar(chosen.thresholds) else 0.5,
+            chosen.thresholds if np.isscalar(chosen.thresholds) else None,
             report["oof_floor"],
             out / "accuracy_vs_threshold.png",
         )

@@ -22,11 +22,13 @@ def _save(fig, path: Path) -> None:
 
 
 def accuracy_vs_threshold(
-    grid: np.ndarray, accs: np.ndarray, chosen: float, floor: float, path: Path
+    grid: np.ndarray, accs: np.ndarray, chosen: float | None, floor: float, path: Path
 ) -> None:
+    """`chosen`: the chosen global threshold, or None when the chosen decoding has per-class ones."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(grid, accs, label="OOF cell accuracy")
-    ax.axvline(chosen, color="C1", ls="--", label=f"tuned {chosen:.2f}")
+    if chosen is not None:
+        ax.axvline(chosen, color="C1", ls="--", label=f"chosen {chosen:.2f}")
     ax.axvline(0.5, color="grey", ls=":", label="0.5")
     ax.axhline(floor, color="C3", ls=":", label=f"all-zeros floor {floor:.3f}")
     ax.set(xlabel="global threshold", ylabel="accuracy", title="Accuracy vs threshold (out of fold)")
