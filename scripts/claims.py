@@ -43,7 +43,9 @@ MARK = "<!-- claims table (scripts/claims.py) -->"
 
 
 def command(name: str) -> str:
-    return "python " + " ".join([*TRAIN[:4], f"exp={name}", *VARIANTS[name], "fold=0,1,2,3,4", "-m"][1:])
+    """The training command of a variant as a user types it from the repository root."""
+    args = ["data.root=data/demo", "experiment=cpu", f"exp={name}", *VARIANTS[name], "fold=0,1,2,3,4", "-m"]
+    return "python -m multimnist.train " + " ".join(args)
 
 
 class Bench:
@@ -99,7 +101,7 @@ def main() -> int:
         return 2
     for name, extra in VARIANTS.items():
         print(f"$ {command(name)}", flush=True)
-        subprocess.run([sys.executable, *TRAIN, f"exp={name}", *extra], check=True, cwd=ROOT)
+        subprocess.run([sys.executable, *TRAIN, f"exp={name}", *extra, "-m"], check=True, cwd=ROOT)
     base, rot, flip, raw = (Bench(n) for n in VARIANTS)
     floor = 1 - base.test_labels.mean()
 

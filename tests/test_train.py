@@ -258,3 +258,19 @@ def test_cli_error_is_one_line(synth_root, tmp_path):
     assert (
         done.stderr.strip().splitlines()[-1].startswith("error: ") and "dataset root not found" in done.stderr
     )
+
+
+def test_early_stopping_ends_the_fold_and_still_predicts(synth_root, tmp_path):
+    # lr 0: the val loss never improves after the first epoch, so patience 1 stops after epoch 1
+    run = run_fold(
+        fold_cfg(
+            synth_root,
+            tmp_path,
+            "trainer.epochs=6",
+            "trainer.patience=1",
+            "optimizer.lr=0.0",
+            "scheduler=none",
+        )
+    )
+    assert list(pd.read_csv(run / "metrics.csv").epoch) == [0, 1]
+    assert (run / "test_logits.npy").is_file()
