@@ -225,6 +225,9 @@ def run_fold(cfg: DictConfig) -> Path:
         )
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    if not t.resume:  # starting over: the old results must not pass for this run's if it is cut short
+        for name in ("last.pt", "best.pt", "oof_logits.npy", "oof_index.npy", FINISHED_MARK):
+            (run_dir / name).unlink(missing_ok=True)
     save_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / ".hydra" / "config.yaml")
     device = resolve_device(t.device)
     precision = resolve_precision(t.precision, device)

@@ -274,3 +274,10 @@ def test_early_stopping_ends_the_fold_and_still_predicts(synth_root, tmp_path):
     )
     assert list(pd.read_csv(run / "metrics.csv").epoch) == [0, 1]
     assert (run / "test_logits.npy").is_file()
+
+
+def test_resume_false_starts_over(synth_root, tmp_path):
+    run = run_fold(fold_cfg(synth_root, tmp_path, "trainer.epochs=1"))
+    again = fold_cfg(synth_root, tmp_path, "trainer.epochs=3", "trainer.resume=false", "trainer.stop_after=1")
+    run_fold(again)  # retrains from scratch and stops after one epoch: the old results are gone
+    assert len(pd.read_csv(run / "metrics.csv")) == 1 and not (run / "test_logits.npy").exists()
