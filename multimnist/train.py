@@ -247,7 +247,7 @@ def run_fold(cfg: DictConfig) -> Path:
         opt=o.opt,
         lr=o.lr,
         weight_decay=o.weight_decay,
-        **({"momentum": o.momentum} if o.opt == "sgd" else {}),
+        **({"momentum": o.momentum} if "momentum" in o else {}),
     )
     updates_per_epoch = -(-len(train_loader) // t.accum_steps)
     scheduler = build_scheduler(optimizer, cfg.scheduler, t.epochs, updates_per_epoch)
