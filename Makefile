@@ -11,7 +11,7 @@ ARGS ?=
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint demo data train sweep ensemble bench bench-synth bench-train stats clean
+.PHONY: help setup test test-slow lint demo claims data train sweep ensemble bench bench-synth bench-train stats clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ ensemble: setup ## Ensemble the folds of EXP into experiments/EXP/ensemble/submi
 
 demo: setup ## The main job end to end on the embedded default: data, 5 folds, ensemble (~7 min on 2 cores)
 	$(PY) scripts/demo.py
+
+claims: demo ## Re-measure the seed solution's claims (3 more 5-fold CPU runs, ~20 min) into experiments/README.md
+	$(PY) scripts/claims.py
 
 bench: bench-synth bench-train ## Run every benchmark
 
