@@ -250,7 +250,7 @@ def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame) -> None:
 def repredict(run: FoldRun, tta_views: int | None) -> FoldRun:
     """Inference from the run's best checkpoint (e.g. with other TTA views) instead of its saved logits."""
     from multimnist.engine import predict, resolve_device, resolve_precision
-    from multimnist.train import _loader, build_datasets, build_model_for, load_checkpoint
+    from multimnist.train import build_datasets, build_model_for, load_checkpoint, make_loader
 
     cfg = run.config.copy()
     if tta_views is not None:
@@ -264,7 +264,7 @@ def repredict(run: FoldRun, tta_views: int | None) -> FoldRun:
     (oof, oof_index, _), (test, _, _) = (
         predict(
             model,
-            _loader(ds, t),
+            make_loader(ds, t),
             batching,
             precision,
             t.tta_views,

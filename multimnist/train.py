@@ -150,7 +150,8 @@ def _check(cfg: DictConfig) -> None:
     check_views(t.tta_views)
 
 
-def _loader(ds: DaconImages, t: DictConfig, sampler: DistributedSampler | None = None) -> DataLoader:
+def make_loader(ds: DaconImages, t: DictConfig, sampler: DistributedSampler | None = None) -> DataLoader:
+    """A DataLoader with the trainer's batch size and workers (forked, so the memmap cache is shared)."""
     return DataLoader(
         ds,
         batch_size=t.batch_size,
@@ -236,8 +237,8 @@ def run_fold(cfg: DictConfig) -> Path:
     train_ds, val_ds, test_ds = build_datasets(cfg)
     # The shuffle order is a function of (seed, epoch) alone (set_epoch), as DistributedSampler makes it.
     sampler = DistributedSampler(train_ds, num_replicas=1, rank=0, shuffle=True, seed=t.seed)
-    train_loader = _loader(train_ds, t, sampler)
-    val_loader, test_loader = _loader(val_ds, t), _loader(test_ds, t)
+    train_loader = make_loader(train_ds, t, sampler)
+    val_loader, test_loader = make_loader(val_ds, t), make_loader(test_ds, t)
 
     # Model and optimisation, from timm's factories.
     model, batching = build_model_for(cfg, device)

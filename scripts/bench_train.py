@@ -30,7 +30,7 @@ from multimnist.synth.compositor import Compositor, CompositorConfig
 from multimnist.synth.distractors import distractor_bank
 from multimnist.synth.generate import generate
 from multimnist.synth.glyphs import procedural_bank
-from multimnist.train import _loader
+from multimnist.train import make_loader
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -69,7 +69,7 @@ def main() -> None:
         images = cached_images(split, Path(tmp) / "cache", size, denoise=True, progress=False)
         ds = DaconImages(split, img_size=size, denoise=True, images=images)
         trainer_cfg = {"batch_size": args.batch, "num_workers": args.workers}
-        loader = _loader(ds, OmegaConf.create(trainer_cfg))
+        loader = make_loader(ds, OmegaConf.create(trainer_cfg))
         xs = torch.rand(args.batch, 1, size, size)
         ys = (torch.rand(args.batch, 26) < 0.46).float()
         steps = len(loader)
