@@ -80,14 +80,8 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def ece(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     """Expected calibration error over cells: |confidence - frequency| weighted by bin size."""
-    p, y = probs.ravel(), labels.ravel()
-    idx = np.minimum((p * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        m = idx == b
-        if m.any():
-            total += m.mean() * abs(p[m].mean() - y[m].mean())
-    return float(total)
+    conf, freq, share = reliability(probs, labels, bins)
+    return float(np.nansum(share * np.abs(conf - freq)))
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -28,7 +28,6 @@ from multimnist.tta import AGGREGATIONS, aggregate
 
 log = logging.getLogger("multimnist.ensemble")
 
-DECODINGS = ("fixed_0.5", "fixed_0.6", "global", "per_class", "count_aware")
 RUN_FILES = ("oof_logits.npy", "oof_index.npy", "test_logits.npy", ".hydra/config.yaml")
 # Keys that change how a run was executed, not what it computed: left out of the config hash.
 _VOLATILE = ("fold", "trainer.progress", "trainer.resume", "trainer.stop_after", "trainer.num_workers")

@@ -110,7 +110,8 @@ def generate(
     bar = tqdm(total=n_train + n_test, disable=not progress, desc="synth", unit="img")
     try:
         init = (compositor, seed, png_compression)
-        _init_worker(*init)
+        if workers == 1:  # rendered in this process; workers get the same state from the pool initializer
+            _init_worker(*init)
         # fork shares the glyph bank with the workers without pickling it; leaving the block terminates them.
         with (
             mp.get_context("fork").Pool(workers, _init_worker, init) if workers > 1 else nullcontext() as pool
