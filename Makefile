@@ -18,7 +18,7 @@ help: ## List the targets
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,launchers]'
 	touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv and install the package with dev tools (re-runs only when pyproject.toml changes)

@@ -7,7 +7,9 @@ per-epoch schedule at the end of the epoch.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,31 +95,55 @@ def train_one_epoch(
     num_updates: int = 0,
     epoch: int = 0,
     progress: bool = True,
+    start_step: int = 0,
+    should_stop: Callable[[], bool] | None = None,
+    agree: Callable[[bool], bool] | None = None,
 ) -> dict[str, float]:
-    """One pass over `loader`. Returns mean loss, images, seconds, img/s and the running update count."""
+    """One pass over `loader` (the batches of the epoch from `start_step` on).
+
+    Returns the loss sum and mean, images, batches, seconds, img/s, the running update count, the
+    updates fp16's grad scaler skipped (inf/NaN gradients: the scale drops and the step is not taken)
+    and whether it stopped early. `should_stop` is asked after each update; when it says yes the
+    epoch ends there, at an update boundary, so the state can be saved and resumed exactly.
+    `agree` (any-of over processes) keeps those decisions in step under DistributedDataParallel.
+    A non-finite loss raises FloatingPointError naming the epoch and step.
+    """
     model.train()
     device = batching.device
-    total_loss, seen, steps = 0.0, 0, len(loader)
+    agree = agree or (lambda flag: flag)
+    total_loss, seen, skipped, done = 0.0, 0, 0, 0
+    steps = start_step + len(loader)
+    stopped = False
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     bar = tqdm(loader, disable=not progress, desc=f"epoch {epoch} train", leave=False, unit="batch")
-    for step, (x, y, _) in enumerate(bar):
+    for step, (x, y, _) in enumerate(bar, start=start_step):
         x, y = batching(x), y.to(device, non_blocking=True)
-        with _autocast(device, precision):
-            logits = model(x)
-        loss = loss_fn(logits.float(), y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}")
-        scaled = loss / accum_steps
-        (scaler.scale(scaled) if scaler is not None else scaled).backward()
-        if (step + 1) % accum_steps == 0 or step + 1 == steps:
+        boundary = (step + 1) % accum_steps == 0 or step + 1 == steps
+        # Under DDP, gradients of accumulated micro-batches are synchronised only at the update.
+        sync = contextlib.nullcontext() if boundary or not hasattr(model, "no_sync") else model.no_sync()
+        with sync:
+            with _autocast(device, precision):
+                logits = model(x)
+            loss = loss_fn(logits.float(), y)
+            finite = bool(torch.isfinite(loss))
+            if agree(not finite):
+                where = (
+                    f"non-finite loss ({loss.item()})" if not finite else "non-finite loss in another process"
+                )
+                raise FloatingPointError(f"{where} at epoch {epoch}, step {step}")
+            scaled = loss / accum_steps
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        if boundary:
             if scaler is not None:
                 scaler.unscale_(optimizer)
             if clip_grad:
                 dispatch_clip_grad(model.parameters(), clip_grad)
             if scaler is not None:
+                scale = scaler.get_scale()
                 scaler.step(optimizer)
                 scaler.update()
+                skipped += scaler.get_scale() < scale  # the scaler backs off only after an inf/NaN step
             else:
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -128,14 +154,22 @@ def train_one_epoch(
                 scheduler.step_update(num_updates=num_updates)
         total_loss += loss.item() * len(y)
         seen += len(y)
+        done += 1
         bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+        if boundary and step + 1 < steps and agree(bool(should_stop and should_stop())):
+            stopped = True
+            break
     seconds = time.perf_counter() - start
     return {
         "train_loss": total_loss / max(seen, 1),
+        "loss_sum": total_loss,
         "images": seen,
+        "batches": done,
         "train_seconds": seconds,
         "img_per_s": seen / max(seconds, 1e-9),
         "num_updates": num_updates,
+        "skipped_steps": int(skipped),
+        "stopped": stopped,
     }
 
 
@@ -191,9 +225,15 @@ def evaluate(
     precision: Precision,
     progress: bool = True,
     epoch: int = 0,
+    gather: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """Validation loss, accuracy at 0.5 and macro ROC-AUC on the identity view."""
+    """Validation loss, accuracy at 0.5 and macro ROC-AUC on the identity view.
+
+    `gather` joins the processes' shards of the validation set (DDP) before scoring.
+    """
     logits, _, labels = predict(model, loader, batching, precision, 1, progress, f"epoch {epoch} val")
+    if gather is not None:
+        logits, labels = gather(logits), None if labels is None else gather(labels)
     if labels is None:
         raise ValueError("validation data has no labels")
     flat = logits[:, 0]

@@ -24,15 +24,15 @@ from multimnist import decode, plots
 from multimnist.data.dacon import DaconLayout, DatasetError, read_label_csv
 from multimnist.io import atomic_path, save_text
 from multimnist.labels import CSV_COLUMNS, LETTERS
+from multimnist.rundir import computed_config
 from multimnist.tta import AGGREGATIONS, aggregate
 
 log = logging.getLogger("multimnist.ensemble")
 
 RUN_FILES = ("oof_logits.npy", "oof_index.npy", "test_logits.npy", ".hydra/config.yaml")
+
+
 # Keys that change how a run was executed, not what it computed: left out of the config hash.
-_VOLATILE = ("fold", "trainer.progress", "trainer.resume", "trainer.stop_after", "trainer.num_workers")
-
-
 class EnsembleError(ValueError):
     """Runs that cannot be combined; the message names the run."""
 
@@ -49,13 +49,9 @@ class FoldRun:
 
     @property
     def config_hash(self) -> str:
-        cfg = OmegaConf.to_container(self.config, resolve=True)
-        for key in _VOLATILE:
-            *parents, leaf = key.split(".")
-            node = cfg
-            for p in parents:
-                node = node.get(p, {})
-            node.pop(leaf, None)
+        """Same for every fold of one training config (fold and execution-only keys left out)."""
+        cfg = computed_config(OmegaConf.to_container(self.config, resolve=True))
+        cfg.pop("fold", None)
         return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -249,7 +245,8 @@ def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame) -> None:
 def repredict(run: FoldRun, tta_views: int | None) -> FoldRun:
     """Inference from the run's best checkpoint (e.g. with other TTA views) instead of its saved logits."""
     from multimnist.engine import predict, resolve_device, resolve_precision
-    from multimnist.train import build_datasets, build_model_for, load_checkpoint, make_loader
+    from multimnist.rundir import load_checkpoint
+    from multimnist.train import build_datasets, build_model_for, make_loader
 
     cfg = run.config.copy()
     if tta_views is not None:

@@ -25,13 +25,19 @@ class RunLog:
     def __init__(self, run_dir: Path, rows: list[dict[str, Any]] | None = None) -> None:
         self.path = Path(run_dir) / "metrics.csv"
         self.rows = list(rows or [])
+        self.active = True  # False in DDP processes other than the main one: they keep rows, write nothing
         self._wandb = None
 
     @classmethod
     def resume(cls, run_dir: Path, before_epoch: int) -> RunLog:
         """The rows of epochs < before_epoch (a row written after the last checkpoint is dropped)."""
         path = Path(run_dir) / "metrics.csv"
-        rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
+        try:
+            rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: unreadable metrics ({err.__class__.__name__}); {err}") from None
+        if rows and "epoch" not in rows[0]:
+            raise ValueError(f"{path}: no epoch column; not a metrics file written by multimnist.train")
         return cls(run_dir, [r for r in rows if r["epoch"] < before_epoch])
 
     def start_wandb(
@@ -62,6 +68,8 @@ class RunLog:
 
     def log(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
+        if not self.active:
+            return
         with atomic_path(self.path) as tmp:
             pd.DataFrame(self.rows).to_csv(tmp, index=False)
         if self._wandb is not None:

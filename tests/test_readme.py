@@ -26,7 +26,7 @@ def readme_commands() -> list[str]:
             inside = not inside
         elif inside:
             lines.append(line.split("  #")[0].strip())
-    return [line for line in lines if line.startswith(("python -m multimnist", "make "))]
+    return [line for line in lines if line.startswith(("python -m multimnist", "torchrun ", "make "))]
 
 
 COMMANDS = readme_commands()
@@ -36,20 +36,31 @@ def test_readme_shows_the_two_commands():
     assert "make demo" in COMMANDS and "make test" in COMMANDS
 
 
-@pytest.mark.parametrize("line", [c for c in COMMANDS if c.startswith("python -m multimnist.")])
+def test_readme_shows_scaling_out_commands():
+    assert any(c.startswith("torchrun --standalone --nproc_per_node=") for c in COMMANDS)
+    for launcher in ("parallel", "slurm", "local"):
+        assert any(f"hydra/launcher={launcher} " in c for c in COMMANDS), launcher
+
+
+@pytest.mark.parametrize("line", [c for c in COMMANDS if not c.startswith("make ")])
 def test_python_commands_compose(line):
     words = shlex.split(line)
-    entry, args = words[2], [w for w in words[3:] if w != "-m"]
+    at = words.index("-m")  # python -m ENTRY ... | torchrun [options] -m ENTRY ...
+    entry, args = words[at + 1], [w for w in words[at + 2 :] if w != "-m"]
     if entry not in CONFIG_OF:
         pytest.skip(f"{entry} is not a Hydra entry point")
     if any(re.search(r"\[[^\]]*\|", a) or a.startswith("[") for a in args):
         pytest.skip("a syntax template; its concrete examples are tested")
     overrides = [a.split(",")[0] if a.startswith("fold=") else a for a in args]  # one job of a sweep
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(config_name=CONFIG_OF[entry], overrides=overrides)
+        cfg = compose(
+            config_name=CONFIG_OF[entry],
+            overrides=overrides,
+            return_hydra_config=any(a.startswith("hydra") for a in overrides),
+        )
     for a in overrides:
         key, value = a.split("=", 1)
-        if key in ("backbone", "experiment", "preset", "glyphs", "logger"):
+        if key in ("backbone", "experiment", "preset", "glyphs", "logger") or "/" in key:
             continue  # group choices: composing them is the check
         node = cfg
         for part in key.split("."):

@@ -19,6 +19,7 @@ from timm.optim import create_optimizer_v2
 from multimnist.data.augment import build_pipeline
 from multimnist.losses import build_loss
 from multimnist.model import build_model
+from multimnist.rundir import RunConflict
 from multimnist.train import build_scheduler, run_fold
 
 from .conftest import REPO
@@ -158,10 +159,21 @@ def test_one_fold_writes_the_run_layout(synth_root, tmp_path):
     ):
         assert (run / name).is_file(), name
     metrics = pd.read_csv(run / "metrics.csv")
-    assert list(metrics.columns) == ["epoch", "lr", "train_loss", "val_loss", "val_acc", "val_auc", *TIMING]
+    assert list(metrics.columns) == [
+        "epoch",
+        "lr",
+        "train_loss",
+        "train_images",
+        "skipped_steps",
+        "val_loss",
+        "val_acc",
+        "val_auc",
+        *TIMING,
+    ]
     assert list(metrics.epoch) == [0, 1] and metrics.notna().all().all()
     folds = pd.read_csv(tmp_path / "cache" / "folds_stratified_k5_s42.csv")
     val_ids = folds.loc[folds.fold == 1, "index"].to_numpy()
+    assert list(metrics.train_images) == [120 - len(val_ids)] * 2 and list(metrics.skipped_steps) == [0, 0]
     oof, oof_index, test = (np.load(run / n) for n in ("oof_logits.npy", "oof_index.npy", "test_logits.npy"))
     assert oof.shape == (len(val_ids), 4, 26) and sorted(oof_index) == sorted(val_ids)
     assert test.shape == (40, 4, 26)
@@ -277,7 +289,25 @@ def test_early_stopping_ends_the_fold_and_still_predicts(synth_root, tmp_path):
 
 
 def test_resume_false_starts_over(synth_root, tmp_path):
-    run = run_fold(fold_cfg(synth_root, tmp_path, "trainer.epochs=1"))
-    again = fold_cfg(synth_root, tmp_path, "trainer.epochs=3", "trainer.resume=false", "trainer.stop_after=1")
+    run = run_fold(fold_cfg(synth_root, tmp_path, "trainer.epochs=2"))
+    again = fold_cfg(synth_root, tmp_path, "trainer.epochs=2", "trainer.resume=false", "trainer.stop_after=1")
     run_fold(again)  # retrains from scratch and stops after one epoch: the old results are gone
     assert len(pd.read_csv(run / "metrics.csv")) == 1 and not (run / "test_logits.npy").exists()
+
+
+@pytest.mark.parametrize("finished", [True, False])
+def test_another_configs_run_folder_is_not_reused_unless_overwrite(synth_root, tmp_path, finished):
+    first = fold_cfg(
+        synth_root, tmp_path, "trainer.epochs=2", *([] if finished else ["trainer.stop_after=1"])
+    )
+    run = run_fold(first)
+    before = (run / "last.pt").read_bytes()
+    other = ("trainer.epochs=2", "optimizer.lr=0.5", "trainer.progress=true")  # progress: not a conflict
+    what = "a finished fold" if finished else "a started fold"
+    for extra in ([], ["trainer.resume=false"]):
+        with pytest.raises(RunConflict, match=rf"fold0 already holds {what} .*optimizer.lr: 0.001 -> 0.5"):
+            run_fold(fold_cfg(synth_root, tmp_path, *other, *extra))
+    assert (run / "last.pt").read_bytes() == before  # nothing was touched
+    run_fold(fold_cfg(synth_root, tmp_path, *other, "trainer.overwrite=true"))
+    assert OmegaConf.load(run / ".hydra" / "config.yaml").optimizer.lr == 0.5
+    assert len(pd.read_csv(run / "metrics.csv")) == 2 and (run / "test_logits.npy").is_file()
