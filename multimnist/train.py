@@ -255,6 +255,7 @@ def choose_device(name: str) -> tuple[torch.device, IO | None]:
         return device, lock
     device = resolve_device(name)
     if device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
         torch.cuda.set_device(device)
     return device, None
 
