@@ -39,6 +39,7 @@ def train_cmd(root: Path, tmp_path: Path, exp: str, *extra: str) -> list[str]:
         f"exp={exp}",
         "trainer.num_workers=0",
         "trainer.progress=false",
+        "trainer.device=cpu",  # the timing below assumes CPU-length epochs; bit-exact resume is a CPU claim
         "augmentation=geometric",
         *SLOW_EPOCHS,
         *extra,

@@ -53,7 +53,7 @@ def test_torchrun_ddp_two_processes_train_one_fold_like_a_single_process(synth_r
     fold = next(
         k for k in range(5) if len(build_datasets(fold_cfg(synth_root, tmp_path, f"fold={k}"))[0]) % 2 == 0
     )
-    args = small_run_args(synth_root, tmp_path, "{}", f"fold={fold}")
+    args = small_run_args(synth_root, tmp_path, "{}", f"fold={fold}", "trainer.device=cpu")  # gloo
     single = [sys.executable, "-m", "multimnist.train", *(a.format("single") for a in args)]
     ddp = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "multimnist.train"]
     ddp += [a.format("ddp") for a in args]
