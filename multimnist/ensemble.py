@@ -24,7 +24,7 @@ from multimnist import decode, plots
 from multimnist.data.dacon import DaconLayout, DatasetError, read_label_csv
 from multimnist.io import atomic_path, save_text
 from multimnist.labels import CSV_COLUMNS, LETTERS
-from multimnist.rundir import computed_config
+from multimnist.rundir import computed_config, load_logits
 from multimnist.tta import AGGREGATIONS, aggregate
 
 log = logging.getLogger("multimnist.ensemble")
@@ -61,9 +61,9 @@ def load_run(path: Path) -> FoldRun:
         raise EnsembleError(f"{path}: not a finished fold run (missing {', '.join(missing)})")
     cfg = OmegaConf.load(path / ".hydra" / "config.yaml")
     try:
-        arrays = [np.load(path / f) for f in RUN_FILES[:3]]
-    except (ValueError, OSError, EOFError) as err:
-        raise EnsembleError(f"{path}: unreadable logits ({err})") from None
+        arrays = [load_logits(path / f) for f in RUN_FILES[:3]]
+    except ValueError as err:
+        raise EnsembleError(str(err)) from None
     oof, oof_index, test = arrays
     if oof.ndim != 3 or test.ndim != 3 or oof.shape[-1] != len(LETTERS) or len(oof) != len(oof_index):
         raise EnsembleError(f"{path}: logits have shapes {oof.shape}, {oof_index.shape}, {test.shape}")

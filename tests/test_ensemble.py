@@ -237,3 +237,13 @@ def test_end_to_end_from_a_two_fold_sweep_to_submission(synth_root, tmp_path, ca
     saved = {c["name"]: c["oof_accuracy"] for c in report["candidates"]}
     for c in again["candidates"]:
         assert c["oof_accuracy"] == pytest.approx(saved[c["name"]], abs=1e-6)
+
+
+def test_cut_short_logits_stop_the_ensemble_naming_the_file(tmp_path):
+    layout = make_root(tmp_path, n_train=4, n_test=2)
+    fake_run(tmp_path / "exp", "a", 0, layout.root, np.array([0, 1]), 2)
+    run = fake_run(tmp_path / "exp", "a", 1, layout.root, np.array([2, 3]), 2)
+    logits = run / "test_logits.npy"
+    logits.write_bytes(logits.read_bytes()[:100])  # as a copy interrupted by a full disk would leave it
+    with pytest.raises(EnsembleError, match=rf"{logits}: unreadable array, cut short or corrupt"):
+        collect_runs(tmp_path / "exp", ["a"])
