@@ -164,32 +164,19 @@ def test_fp16_grad_scaler_skipped_updates_are_counted_not_errors():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 26))
     before = [p.detach().clone() for p in model.parameters()]
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def epoch(init_scale: float, gain: float) -> dict:
+        scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
+        loader, loss = _toy_loader(gain=gain), torch.nn.BCEWithLogitsLoss()
+        cpu = Batching(torch.device("cpu"))
+        return train_one_epoch(model, loader, loss, opt, cpu, Precision("fp32", None), scaler, progress=False)
+
     # Inputs and a scale so large that the scaled gradients overflow at every step: the scaler skips
     # each step (the weights stay) and halves its scale, as fp16 overflow makes it do.
-    scaler = torch.amp.GradScaler("cpu", init_scale=1e38)
-    stats = train_one_epoch(
-        model,
-        _toy_loader(gain=1e6),
-        torch.nn.BCEWithLogitsLoss(),
-        opt,
-        Batching(torch.device("cpu")),
-        Precision("fp32", None),
-        scaler,
-        progress=False,
-    )
+    stats = epoch(1e38, gain=1e6)
     assert stats["skipped_steps"] == 4 and stats["num_updates"] == 4  # every step overflowed and was skipped
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
-    stats = train_one_epoch(
-        model,
-        _toy_loader(),
-        torch.nn.BCEWithLogitsLoss(),
-        opt,
-        Batching(torch.device("cpu")),
-        Precision("fp32", None),
-        scaler,
-        progress=False,
-    )
+    stats = epoch(2.0**8, gain=1.0)
     assert stats["skipped_steps"] == 0
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
