@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from multimnist.engine import Batching, Precision, train_one_epoch
 from multimnist.gpus import claim_slot
 from multimnist.rundir import load_checkpoint, load_logits
-from multimnist.train import run_fold
+from multimnist.train import choose_device, run_fold
 
 from .test_train import TIMING, fold_cfg
 
@@ -201,3 +201,16 @@ def test_parallel_jobs_get_distinct_gpu_slots_and_a_dead_job_frees_its_own(tmp_p
     holder.wait()
     assert claim_slot(2, tmp_path, poll_s=0.01, timeout_s=5)[0] == b_slot
     a.close()
+
+
+@pytest.mark.parametrize(("name", "index"), [("auto", 0), ("cuda", 0), ("cuda:1", 1)])
+def test_a_gpu_device_always_has_an_index(monkeypatch, name, index):
+    # torch.cuda.set_device rejects a bare "cuda"; an H200 run found it. Simulated here: no GPU in CI.
+    chosen = []
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2 if name == "cuda:1" else 1)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: chosen.append(torch.device(d)))
+    device, lock = choose_device(name)
+    assert device == torch.device("cuda", index) and chosen == [device] and lock is None
