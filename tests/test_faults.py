@@ -22,28 +22,23 @@ from multimnist.gpus import claim_slot
 from multimnist.rundir import load_checkpoint, load_logits
 from multimnist.train import choose_device, run_fold
 
-from .test_train import TIMING, fold_cfg
+from .test_train import TIMING, fold_cfg, small_run_args
 
 # small_cnn at 128 px, batch 8: ~1 s per epoch on 2 cores, long enough to be stopped inside one.
-SLOW_EPOCHS = ("backbone=small_cnn", "backbone.img_size=128", "trainer.batch_size=8", "trainer.epochs=3")
+SLOW_EPOCHS = ("backbone.img_size=128", "trainer.batch_size=8", "trainer.epochs=3")
 
 
-def train_cmd(root: Path, tmp_path: Path, exp: str, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "multimnist.train",
-        f"data.root={root}",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        f"paths.experiments={tmp_path / 'exp'}",
-        f"exp={exp}",
-        "trainer.num_workers=0",
-        "trainer.progress=false",
+def train_cmd(root: Path, tmp_path: Path, exp: str) -> list[str]:
+    args = small_run_args(
+        root,
+        tmp_path,
+        exp,
         "trainer.device=cpu",  # the timing below assumes CPU-length epochs; bit-exact resume is a CPU claim
         "augmentation=geometric",
         *SLOW_EPOCHS,
-        *extra,
-    ]
+        backbone="small_cnn",
+    )
+    return [sys.executable, "-m", "multimnist.train", *args]
 
 
 def run_cli(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -122,8 +117,7 @@ def test_cut_short_checkpoint_is_one_error_naming_the_file(synth_root, tmp_path)
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # as a crash mid-write would leave it
     with pytest.raises(ValueError, match=rf"{last}: unreadable checkpoint, cut short or corrupt"):
         run_fold(cfg)
-    cmd = train_cmd(synth_root, tmp_path, "t", "backbone=tiny", "trainer.epochs=2", "trainer.batch_size=16")
-    cmd = [c for c in cmd if c not in SLOW_EPOCHS and c != "augmentation=geometric"]
+    cmd = [sys.executable, "-m", "multimnist.train", *small_run_args(synth_root, tmp_path, "t")]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(f"error: {last}: unreadable checkpoint")

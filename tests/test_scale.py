@@ -22,24 +22,9 @@ from multimnist.model import build_model
 from multimnist.train import build_datasets, make_loader
 
 from .conftest import REPO
-from .test_train import TIMING, fold_cfg
+from .test_train import TIMING, fold_cfg, small_run_args
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
-
-
-def small_run_args(root: Path, tmp_path: Path, exp: str, *extra: str) -> list[str]:
-    return [
-        f"data.root={root}",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        f"paths.experiments={tmp_path / 'exp'}",
-        f"exp={exp}",
-        "backbone=tiny",
-        "trainer.epochs=2",
-        "trainer.batch_size=16",
-        "trainer.num_workers=0",
-        "trainer.progress=false",
-        *extra,
-    ]
 
 
 def run_cli(cmd: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

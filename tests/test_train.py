@@ -115,21 +115,24 @@ def test_bad_values_fail_at_compose_time(override, error):
         compose_train([override])
 
 
+def small_run_args(root: Path, tmp_path: Path, exp: str, *extra: str, backbone: str = "tiny") -> list[str]:
+    """The overrides of a seconds-long CPU run on `root`, results under tmp_path; `extra` last."""
+    return [
+        f"data.root={root}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"paths.experiments={tmp_path / 'exp'}",
+        f"exp={exp}",
+        f"backbone={backbone}",
+        "trainer.epochs=2",
+        "trainer.batch_size=16",
+        "trainer.num_workers=0",
+        "trainer.progress=false",
+        *extra,
+    ]
+
+
 def fold_cfg(root: Path, tmp_path: Path, *extra: str):
-    return compose_train(
-        [
-            f"data.root={root}",
-            f"data.cache_dir={tmp_path / 'cache'}",
-            f"paths.experiments={tmp_path / 'exp'}",
-            "backbone=tiny",
-            "trainer.epochs=2",
-            "trainer.batch_size=16",
-            "trainer.num_workers=0",
-            "trainer.progress=false",
-            "exp=t",
-            *extra,
-        ]
-    )
+    return compose_train(small_run_args(root, tmp_path, "t", *extra))
 
 
 @pytest.mark.parametrize(
