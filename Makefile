@@ -8,6 +8,7 @@ BACKBONE ?= small_cnn
 EXP ?= default
 FOLDS ?= 0,1,2,3,4
 ARGS ?=
+REAL ?=
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .DEFAULT_GOAL := help
@@ -36,9 +37,9 @@ lint: setup ## ruff check + format check
 data: setup ## Generate the realistic synthetic dataset into $(DATA) (N_TRAIN, N_TEST, SEED to change)
 	$(PY) -m multimnist.synth out=$(DATA) n_train=$${N_TRAIN:-2000} n_test=$${N_TEST:-500} seed=$${SEED:-0} overwrite=true
 
-stats: setup ## Print realism statistics: the generated data next to the real reference images
+stats: setup ## Print realism statistics of $(DATA), beside a folder of real images if REAL=DIR is given
 	test -d $(DATA) || $(MAKE) data
-	$(PY) -m multimnist.synth.stats $(DATA) $(wildcard ../shared/data/real)
+	$(PY) -m multimnist.synth.stats $(DATA) $(REAL)
 
 train: setup ## Train one fold: make train BACKBONE=effnet_b5 EXP=name FOLD=0 ARGS="trainer.epochs=5"
 	$(PY) -m multimnist.train data.root=$(DATA) exp=$(EXP) backbone=$(BACKBONE) fold=$${FOLD:-0} $(ARGS)

@@ -73,14 +73,6 @@ class Distributed:
         dist.all_gather_object(parts, array)
         return np.concatenate(parts)
 
-    def broadcast_object(self, obj):
-        """The main process's value of `obj` on every process."""
-        if not self.enabled:
-            return obj
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
     def broadcast_buffers(self, model: nn.Module) -> None:
         """Give every process the main process's buffers (BatchNorm running statistics) before evaluation."""
         if self.enabled:

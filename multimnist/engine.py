@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,97 +81,115 @@ def _autocast(device: torch.device, precision: Precision):
     return torch.autocast(device.type, dtype=precision.dtype, enabled=precision.dtype is not None)
 
 
+@dataclass
+class TrainStep:
+    """Everything one optimisation step needs, built once per fold (keywords, not 17 positions).
+
+    `scaler` is always a GradScaler: enabled for fp16, a pass-through otherwise. `agree` (any-of
+    over processes) keeps per-step decisions in step under DistributedDataParallel.
+    """
+
+    model: nn.Module
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    batching: Batching
+    precision: Precision
+    scaler: torch.amp.GradScaler
+    scheduler: Any = None
+    ema: ModelEmaV3 | None = None
+    clip_grad: float | None = None
+    accum_steps: int = 1
+    progress: bool = True
+    agree: Callable[[bool], bool] = field(default=lambda flag: flag)
+
+
+@dataclass
+class EpochResult:
+    """What one pass over the loader did (this process's share under DDP)."""
+
+    loss_sum: float
+    images: int
+    batches: int
+    seconds: float
+    num_updates: int  # running count, for the per-update schedule
+    skipped_steps: int  # updates fp16's grad scaler skipped (inf/NaN gradients)
+    stopped: bool  # ended early at an update boundary because `should_stop` said so
+
+    @property
+    def train_loss(self) -> float:
+        return self.loss_sum / max(self.images, 1)
+
+
+def _update(step: TrainStep, num_updates: int) -> tuple[int, bool]:
+    """unscale + clip -> step -> EMA -> per-update schedule. Returns the update count and whether
+    the scaler skipped this step (it backs off its scale only after an inf/NaN step)."""
+    scaler, optimizer = step.scaler, step.optimizer
+    scaler.unscale_(optimizer)
+    if step.clip_grad:
+        dispatch_clip_grad(step.model.parameters(), step.clip_grad)
+    scale = scaler.get_scale()
+    scaler.step(optimizer)
+    scaler.update()
+    skipped = scaler.get_scale() < scale
+    optimizer.zero_grad(set_to_none=True)
+    num_updates += 1
+    if step.ema is not None:
+        step.ema.update(step.model, step=num_updates)
+    if step.scheduler is not None:
+        step.scheduler.step_update(num_updates=num_updates)
+    return num_updates, skipped
+
+
 def train_one_epoch(
-    model: nn.Module,
+    step: TrainStep,
     loader: DataLoader,
-    loss_fn: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    batching: Batching,
-    precision: Precision,
-    scaler: torch.amp.GradScaler | None = None,
-    scheduler=None,
-    ema: ModelEmaV3 | None = None,
-    clip_grad: float | None = None,
-    accum_steps: int = 1,
-    num_updates: int = 0,
-    epoch: int = 0,
-    progress: bool = True,
+    *,
+    epoch: int,
+    num_updates: int,
     start_step: int = 0,
     should_stop: Callable[[], bool] | None = None,
-    agree: Callable[[bool], bool] | None = None,
-) -> dict[str, float]:
+) -> EpochResult:
     """One pass over `loader` (the batches of the epoch from `start_step` on).
 
-    Returns the loss sum and mean, images, batches, seconds, img/s, the running update count, the
-    updates fp16's grad scaler skipped (inf/NaN gradients: the scale drops and the step is not taken)
-    and whether it stopped early. `should_stop` is asked after each update; when it says yes the
-    epoch ends there, at an update boundary, so the state can be saved and resumed exactly.
-    `agree` (any-of over processes) keeps those decisions in step under DistributedDataParallel.
-    A non-finite loss raises FloatingPointError naming the epoch and step.
+    `should_stop` is asked after each update; when it says yes the epoch ends there, at an update
+    boundary, so the state can be saved and resumed exactly. A non-finite loss raises
+    FloatingPointError naming the epoch and step.
     """
+    model, device, accum = step.model, step.batching.device, step.accum_steps
     model.train()
-    device = batching.device
-    agree = agree or (lambda flag: flag)
-    total_loss, seen, skipped, done = 0.0, 0, 0, 0
+    total_loss, seen, skipped, done, stopped = 0.0, 0, 0, 0, False
     steps = start_step + len(loader)
-    stopped = False
     start = time.perf_counter()
-    optimizer.zero_grad(set_to_none=True)
-    bar = tqdm(loader, disable=not progress, desc=f"epoch {epoch} train", leave=False, unit="batch")
-    for step, (x, y, _) in enumerate(bar, start=start_step):
-        x, y = batching(x), y.to(device, non_blocking=True)
-        boundary = (step + 1) % accum_steps == 0 or step + 1 == steps
+    step.optimizer.zero_grad(set_to_none=True)
+    bar = tqdm(loader, disable=not step.progress, desc=f"epoch {epoch} train", leave=False, unit="batch")
+    for i, (x, y, _) in enumerate(bar, start=start_step):
+        x, y = step.batching(x), y.to(device, non_blocking=True)
+        boundary = (i + 1) % accum == 0 or i + 1 == steps
         # Under DDP, gradients of accumulated micro-batches are synchronised only at the update.
         sync = contextlib.nullcontext() if boundary or not hasattr(model, "no_sync") else model.no_sync()
         with sync:
-            with _autocast(device, precision):
+            with _autocast(device, step.precision):
                 logits = model(x)
-            loss = loss_fn(logits.float(), y)
-            finite = bool(torch.isfinite(loss))
-            if agree(not finite):
+            loss = step.loss_fn(logits.float(), y)
+            finite = bool(torch.isfinite(loss))  # host sync, once per batch: stop at the step that broke
+            if step.agree(not finite):
                 where = (
                     f"non-finite loss ({loss.item()})" if not finite else "non-finite loss in another process"
                 )
-                raise FloatingPointError(f"{where} at epoch {epoch}, step {step}")
-            scaled = loss / accum_steps
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                raise FloatingPointError(f"{where} at epoch {epoch}, step {i}")
+            step.scaler.scale(loss / accum).backward()  # a pass-through unless fp16
         if boundary:
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            if clip_grad:
-                dispatch_clip_grad(model.parameters(), clip_grad)
-            if scaler is not None:
-                scale = scaler.get_scale()
-                scaler.step(optimizer)
-                scaler.update()
-                skipped += scaler.get_scale() < scale  # the scaler backs off only after an inf/NaN step
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            num_updates += 1
-            if ema is not None:
-                ema.update(model, step=num_updates)
-            if scheduler is not None:
-                scheduler.step_update(num_updates=num_updates)
-        total_loss += loss.item() * len(y)
+            num_updates, skip = _update(step, num_updates)
+            skipped += skip  # get_scale() is a host sync, but only with fp16's scaler enabled
+        total_loss += loss.item() * len(y)  # free: the isfinite check above already synced
         seen += len(y)
         done += 1
         bar.set_postfix(loss=f"{total_loss / seen:.4f}")
-        if boundary and step + 1 < steps and agree(bool(should_stop and should_stop())):
+        if boundary and i + 1 < steps and step.agree(bool(should_stop and should_stop())):
             stopped = True
             break
     seconds = time.perf_counter() - start
-    return {
-        "train_loss": total_loss / max(seen, 1),
-        "loss_sum": total_loss,
-        "images": seen,
-        "batches": done,
-        "train_seconds": seconds,
-        "img_per_s": seen / max(seconds, 1e-9),
-        "num_updates": num_updates,
-        "skipped_steps": int(skipped),
-        "stopped": stopped,
-    }
+    return EpochResult(total_loss, seen, done, seconds, num_updates, int(skipped), stopped)
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import hydra
@@ -21,18 +21,31 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from multimnist import decode, plots
+from multimnist.build import build_datasets, build_model, make_loader, place_model
+from multimnist.cli import run_cli
+from multimnist.config import dataset_args, loader_args, model_args, validate
 from multimnist.data.dacon import DaconLayout, DatasetError, read_label_csv
+from multimnist.engine import predict, resolve_device, resolve_precision
 from multimnist.io import atomic_path, save_text
 from multimnist.labels import CSV_COLUMNS, LETTERS
-from multimnist.rundir import computed_config, load_logits
+from multimnist.rundir import (
+    BEST,
+    CONFIG,
+    FINISHED_MARK,
+    OOF_INDEX,
+    OOF_LOGITS,
+    TEST_LOGITS,
+    computed_config,
+    load_checkpoint,
+    load_logits,
+)
 from multimnist.tta import AGGREGATIONS, aggregate
 
 log = logging.getLogger("multimnist.ensemble")
 
-RUN_FILES = ("oof_logits.npy", "oof_index.npy", "test_logits.npy", ".hydra/config.yaml")
+LOGITS = (OOF_LOGITS, OOF_INDEX, TEST_LOGITS)
 
 
-# Keys that change how a run was executed, not what it computed: left out of the config hash.
 class EnsembleError(ValueError):
     """Runs that cannot be combined; the message names the run."""
 
@@ -56,12 +69,12 @@ class FoldRun:
 
 
 def load_run(path: Path) -> FoldRun:
-    missing = [f for f in RUN_FILES if not (path / f).is_file()]
+    missing = [str(f) for f in (*LOGITS, CONFIG) if not (path / f).is_file()]
     if missing:
         raise EnsembleError(f"{path}: not a finished fold run (missing {', '.join(missing)})")
-    cfg = OmegaConf.load(path / ".hydra" / "config.yaml")
+    cfg = OmegaConf.load(path / CONFIG)
     try:
-        arrays = [load_logits(path / f) for f in RUN_FILES[:3]]
+        arrays = [load_logits(path / f) for f in LOGITS]
     except ValueError as err:
         raise EnsembleError(str(err)) from None
     oof, oof_index, test = arrays
@@ -74,7 +87,7 @@ def load_run(path: Path) -> FoldRun:
 
 def most_recent_experiment(experiments: Path) -> str:
     """The experiment whose newest finished fold is the most recent."""
-    marks = sorted(experiments.glob("*/fold*/test_logits.npy"), key=lambda p: p.stat().st_mtime)
+    marks = sorted(experiments.glob(f"*/fold*/{FINISHED_MARK}"), key=lambda p: p.stat().st_mtime)
     if not marks:
         raise EnsembleError(
             f"{experiments}: no finished fold runs (train some with python -m multimnist.train)"
@@ -89,10 +102,10 @@ def collect_runs(experiments: Path, names: list[str], allow_partial: bool = Fals
         folders = sorted((experiments / name).glob("fold*"))
         if not folders:
             raise EnsembleError(f"{experiments / name}: no fold runs")
-        found = [load_run(f) if (f / "test_logits.npy").is_file() else None for f in folders]
+        found = [load_run(f) if (f / FINISHED_MARK).is_file() else None for f in folders]
         done = [r for r in found if r is not None]
         if not done:
-            raise EnsembleError(f"{experiments / name}: no finished fold (no test_logits.npy in any fold)")
+            raise EnsembleError(f"{experiments / name}: no finished fold (no {FINISHED_MARK} in any fold)")
         n_splits = int(done[0].config.data.folds.n_splits)
         missing = sorted(set(range(n_splits)) - {r.fold for r in done})
         if missing:
@@ -157,17 +170,26 @@ def test_matrix(runs: list[FoldRun], exp_weights: dict[str, float]) -> tuple[np.
 @dataclass
 class Candidate:
     aggregation: str
-    views: str
+    views: str  # identity | all
     decoding: str
     oof_accuracy: float
     thresholds: float | list[float] | None = None
     temperature: float = 1.0
     test_accuracy: float | None = None
-    extra: dict = field(default_factory=dict)
+    test_pred: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         return f"{self.aggregation}/{self.views}/{self.decoding}"
+
+    def to_json(self) -> dict:
+        """The report's record of this candidate (its test predictions left out)."""
+        return {"name": self.name} | {k: v for k, v in asdict(self).items() if k != "test_pred"}
+
+
+def view_columns(views: str) -> list[int] | None:
+    """The TTA view columns a candidate's `views` means: identity = [0], all = every saved view (None)."""
+    return [0] if views == "identity" else None
 
 
 def decode_with(c: Candidate, probs: np.ndarray, count_range: tuple[int, int]) -> np.ndarray:
@@ -187,17 +209,19 @@ def score_candidates(
 ) -> list[Candidate]:
     """Every aggregation x views x decoding, scored on OOF. Per-class thresholds are scored cross-fitted."""
     n_views = oof.shape[2]
-    view_sets = {"identity": [0]} | ({"all": list(range(n_views))} if n_views > 1 else {})
+    view_sets = ["identity"] + (["all"] if n_views > 1 else [])
     out = []
     for how in AGGREGATIONS:
-        for views_name, views in view_sets.items():
+        for views_name in view_sets:
+            cols = view_columns(views_name)
             t = 1.0
             if temperature:
-                mean_logits = np.einsum(
-                    "nkvc,k->nc", oof[:, :, views], exp_weights / exp_weights.sum()
-                ) / len(views)
+                chosen = oof if cols is None else oof[:, :, cols]
+                mean_logits = (
+                    np.einsum("nkvc,k->nc", chosen, exp_weights / exp_weights.sum()) / chosen.shape[2]
+                )
                 t = decode.fit_temperature(mean_logits, labels)
-            probs = aggregate(oof, how, views, exp_weights, t)
+            probs = aggregate(oof, how, cols, exp_weights, t)
             best_t, _ = decode.tune_global(probs, labels)
             held_out, per_class = decode.cross_fitted_per_class(probs, labels, seed)
             for name, thr, acc in (
@@ -244,23 +268,21 @@ def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame) -> None:
 
 def repredict(run: FoldRun, tta_views: int | None) -> FoldRun:
     """Inference from the run's best checkpoint (e.g. with other TTA views) instead of its saved logits."""
-    from multimnist.engine import predict, resolve_device, resolve_precision
-    from multimnist.rundir import load_checkpoint
-    from multimnist.train import build_datasets, build_model_for, make_loader
-
     cfg = run.config.copy()
     if tta_views is not None:
         cfg.trainer.tta_views = tta_views
-    device = resolve_device(cfg.trainer.device)
-    precision = resolve_precision(cfg.trainer.precision, device)
-    _, val_ds, test_ds = build_datasets(cfg)
-    model, batching = build_model_for(cfg, device)
-    model.load_state_dict(load_checkpoint(run.path / "best.pt")["model"])
     t = cfg.trainer
+    device = resolve_device(t.device)
+    precision = resolve_precision(t.precision, device)
+    _, val_ds, test_ds = build_datasets(**dataset_args(cfg))
+    model, batching = place_model(
+        build_model(**model_args(cfg)), device, cfg.backbone.in_chans, t.channels_last
+    )
+    model.load_state_dict(load_checkpoint(run.path / BEST)["model"])
     (oof, oof_index, _), (test, _, _) = (
         predict(
             model,
-            make_loader(ds, t),
+            make_loader(ds, **loader_args(cfg)),
             batching,
             precision,
             t.tta_views,
@@ -272,8 +294,82 @@ def repredict(run: FoldRun, tta_views: int | None) -> FoldRun:
     return FoldRun(run.path, run.exp, run.fold, cfg, oof, oof_index, test)
 
 
+@dataclass
+class Answers:
+    """What the dataset says: training answers, the submission template, test answers when known."""
+
+    train: pd.DataFrame
+    sample: pd.DataFrame
+    test: pd.DataFrame | None
+
+    @property
+    def floor(self) -> float | None:
+        """All-zeros accuracy of the test answers."""
+        return None if self.test is None else float(1 - self.test.to_numpy().mean())
+
+
+def read_answers(root: str | None, runs: list[FoldRun]) -> Answers:
+    """The answers of the dataset the runs trained on (`root`, if given, must be that dataset)."""
+    root = root or runs[0].config.data.root
+    if str(Path(root).expanduser().resolve()) != _root(runs[0]):
+        raise EnsembleError(f"data.root={root} is not the dataset the runs trained on ({_root(runs[0])})")
+    layout = DaconLayout.from_mapping({**OmegaConf.to_container(runs[0].config.data), "root": root})
+    test_answer = layout.path("test_answer")
+    answers = Answers(
+        read_label_csv(layout.path("train_csv")),
+        read_label_csv(layout.path("sample_submission")),
+        read_label_csv(test_answer) if test_answer.is_file() else None,
+    )
+    if len(answers.sample) != len(runs[0].test):
+        raise EnsembleError(
+            f"{layout.path('sample_submission')}: {len(answers.sample)} rows, the runs predicted "
+            f"{len(runs[0].test)} test images"
+        )
+    return answers
+
+
+def experiment_weights(names: list[str], weights: list[float] | None) -> dict[str, float]:
+    weights = list(weights) if weights else [1.0] * len(names)
+    if len(weights) != len(names):
+        raise EnsembleError(f"ensemble.weights has {len(weights)} values for {len(names)} experiments")
+    return dict(zip(names, map(float, weights), strict=True))
+
+
+def letters_per_image_range(count_range: list[int] | None, answers: pd.DataFrame) -> tuple[int, int]:
+    """`count_range` as given, or the dataset's own rule read off its training answers."""
+    if count_range is not None:
+        return int(count_range[0]), int(count_range[1])
+    counts = answers.to_numpy().sum(1)
+    return int(counts.min()), int(counts.max())
+
+
+def predict_test(
+    candidates: list[Candidate],
+    runs: list[FoldRun],
+    exp_weights: dict,
+    count_range: tuple[int, int],
+    answers: Answers,
+) -> None:
+    """Each candidate's test predictions (and accuracy, when the test answers are known)."""
+    test, test_w = test_matrix(runs, exp_weights)
+    for c in candidates:
+        probs = aggregate(test, c.aggregation, view_columns(c.views), test_w, c.temperature)
+        c.test_pred = decode_with(c, probs, count_range)
+        if answers.test is not None:
+            c.test_accuracy = decode.cell_accuracy(c.test_pred, answers.test.to_numpy())
+
+
+def write_submission(chosen: Candidate, sample: pd.DataFrame, path: Path) -> None:
+    sub = pd.DataFrame(chosen.test_pred.astype(int), columns=list(LETTERS))
+    sub.insert(0, "index", sample.index.to_numpy())
+    validate_submission(sub, sample)
+    with atomic_path(path) as tmp:
+        sub.to_csv(tmp, index=False, lineterminator="\n")
+
+
 def run_ensemble(cfg: DictConfig) -> Path:
     """Collect, score, choose, write. Returns the output folder."""
+    validate(cfg)
     e = cfg.ensemble
     experiments = Path(cfg.paths.experiments)
     exp = cfg.exp
@@ -284,71 +380,28 @@ def run_ensemble(cfg: DictConfig) -> Path:
     runs = collect_runs(experiments, names, e.allow_partial)
     if e.repredict:
         runs = [repredict(r, e.tta_views) for r in runs]
-    root = cfg.data.root or runs[0].config.data.root
-    if str(Path(root).expanduser().resolve()) != _root(runs[0]):
-        raise EnsembleError(f"data.root={root} is not the dataset the runs trained on ({_root(runs[0])})")
-    layout = DaconLayout.from_mapping({**OmegaConf.to_container(runs[0].config.data), "root": root})
-    answers = read_label_csv(layout.path("train_csv"))
-    sample = read_label_csv(layout.path("sample_submission"))
-    test_answers = (
-        read_label_csv(layout.path("test_answer")) if layout.path("test_answer").is_file() else None
-    )
-    if len(sample) != len(runs[0].test):
-        raise EnsembleError(
-            f"{layout.path('sample_submission')}: {len(sample)} rows, the runs predicted "
-            f"{len(runs[0].test)} test images"
-        )
-
-    weights = list(e.weights) if e.weights else [1.0] * len(names)
-    if len(weights) != len(names):
-        raise EnsembleError(f"ensemble.weights has {len(weights)} values for {len(names)} experiments")
-    exp_weights = dict(zip(names, map(float, weights), strict=True))
-    oof, rows = oof_matrix(runs, answers.index.to_numpy(), e.allow_partial)
-    labels = answers.to_numpy()[rows]
-    if e.count_range is None:  # the dataset's own rule, read off its training answers
-        counts = answers.to_numpy().sum(1)
-        count_range = (int(counts.min()), int(counts.max()))
-    else:
-        count_range = (int(e.count_range[0]), int(e.count_range[1]))
-    candidates = score_candidates(oof, labels, np.array(weights, float), count_range, e.temperature, e.seed)
-    test, test_w = test_matrix(runs, exp_weights)
-    for c in candidates:
-        view_ids = [0] if c.views == "identity" else None
-        probs = aggregate(test, c.aggregation, view_ids, test_w, c.temperature)
-        c.extra["test_pred"] = decode_with(c, probs, count_range)
-        if test_answers is not None:
-            c.test_accuracy = decode.cell_accuracy(c.extra["test_pred"], test_answers.to_numpy())
+    answers = read_answers(cfg.data.root, runs)
+    exp_weights = experiment_weights(names, e.weights)
+    weights = np.array(list(exp_weights.values()))
+    oof, rows = oof_matrix(runs, answers.train.index.to_numpy(), e.allow_partial)
+    labels = answers.train.to_numpy()[rows]
+    count_range = letters_per_image_range(e.count_range, answers.train)
+    candidates = score_candidates(oof, labels, weights, count_range, e.temperature, e.seed)
+    predict_test(candidates, runs, exp_weights, count_range, answers)
     chosen = choose(candidates, e.aggregation, e.views, e.decoding)
 
     out = experiments / exp / "ensemble"
-    out.mkdir(parents=True, exist_ok=True)
-    sub = pd.DataFrame(chosen.extra["test_pred"].astype(int), columns=list(LETTERS))
-    sub.insert(0, "index", sample.index.to_numpy())
-    validate_submission(sub, sample)
-    with atomic_path(out / "submission.csv") as tmp:
-        sub.to_csv(tmp, index=False, lineterminator="\n")
-
-    # Calibration and plots for the chosen aggregation and views.
-    view_ids = [0] if chosen.views == "identity" else None
-    raw = aggregate(oof, chosen.aggregation, view_ids, np.array(weights, float))
-    calibrated = aggregate(oof, chosen.aggregation, view_ids, np.array(weights, float), chosen.temperature)
-    oof_pred = decode_with(chosen, calibrated, count_range)
-    floor = float(1 - test_answers.to_numpy().mean()) if test_answers is not None else None
+    write_submission(chosen, answers.sample, out / "submission.csv")
+    raw = aggregate(oof, chosen.aggregation, view_columns(chosen.views), weights)
+    calibrated = aggregate(oof, chosen.aggregation, view_columns(chosen.views), weights, chosen.temperature)
     report = {
         "oof_accuracy": chosen.oof_accuracy,
         "test_accuracy": chosen.test_accuracy,
-        "floor": floor,
+        "floor": answers.floor,
         "oof_floor": float(1 - labels.mean()),
         "oof_images": int(len(rows)),
-        "chosen": {
-            "name": chosen.name,
-            "aggregation": chosen.aggregation,
-            "views": chosen.views,
-            "decoding": chosen.decoding,
-            "thresholds": chosen.thresholds,
-            "temperature": chosen.temperature,
-            "count_range": list(count_range) if chosen.decoding == "count_aware" else None,
-        },
+        "chosen": chosen.to_json()
+        | {"count_range": list(count_range) if chosen.decoding == "count_aware" else None},
         "calibration": {
             "temperature": chosen.temperature,
             "nll_before": decode.nll(raw, labels),
@@ -356,19 +409,7 @@ def run_ensemble(cfg: DictConfig) -> Path:
             "ece_before": decode.ece(raw, labels),
             "ece_after": decode.ece(calibrated, labels),
         },
-        "candidates": [
-            {
-                "name": c.name,
-                "aggregation": c.aggregation,
-                "views": c.views,
-                "decoding": c.decoding,
-                "oof_accuracy": c.oof_accuracy,
-                "test_accuracy": c.test_accuracy,
-                "thresholds": c.thresholds,
-                "temperature": c.temperature,
-            }
-            for c in candidates
-        ],
+        "candidates": [c.to_json() for c in candidates],
         "runs": [
             {"path": str(r.path), "exp": r.exp, "fold": r.fold, "config_hash": r.config_hash} for r in runs
         ],
@@ -377,21 +418,30 @@ def run_ensemble(cfg: DictConfig) -> Path:
     }
     save_text(json.dumps(report, indent=2) + "\n", out / "ensemble.json")
     if e.plots:
-        grid = decode.GRID
-        _, accs = decode.tune_global(calibrated, labels, grid)
-        plots.accuracy_vs_threshold(
-            grid,
-            accs,
-            chosen.thresholds if np.isscalar(chosen.thresholds) else None,
-            report["oof_floor"],
-            out / "accuracy_vs_threshold.png",
-        )
-        plots.per_letter_accuracy(oof_pred, labels, out / "per_letter_accuracy.png")
-        plots.reliability_diagram(raw, calibrated, labels, chosen.temperature, out / "reliability.png")
-        plots.letters_per_image(oof_pred, labels, out / "letters_per_image.png")
+        write_plots(chosen, raw, calibrated, labels, count_range, report["oof_floor"], out)
     print(format_table(candidates, chosen, report))
     print(f"wrote {out / 'submission.csv'}, {out / 'ensemble.json'} and plots")
     return out
+
+
+def write_plots(
+    chosen: Candidate,
+    raw: np.ndarray,
+    calibrated: np.ndarray,
+    labels: np.ndarray,
+    count_range: tuple[int, int],
+    oof_floor: float,
+    out: Path,
+) -> None:
+    """The report's figures for the chosen aggregation, views and decoding, on OOF."""
+    oof_pred = decode_with(chosen, calibrated, count_range)
+    grid = decode.GRID
+    _, accs = decode.tune_global(calibrated, labels, grid)
+    global_t = chosen.thresholds if np.isscalar(chosen.thresholds) else None
+    plots.accuracy_vs_threshold(grid, accs, global_t, oof_floor, out / "accuracy_vs_threshold.png")
+    plots.per_letter_accuracy(oof_pred, labels, out / "per_letter_accuracy.png")
+    plots.reliability_diagram(raw, calibrated, labels, chosen.temperature, out / "reliability.png")
+    plots.letters_per_image(oof_pred, labels, out / "letters_per_image.png")
 
 
 def format_table(candidates: list[Candidate], chosen: Candidate, report: dict) -> str:
@@ -425,4 +475,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -19,8 +19,14 @@ import torch
 import yaml
 
 CONFIG = Path(".hydra") / "config.yaml"
-FINISHED_MARK = "test_logits.npy"  # written last: its presence means the fold is complete
-RESULTS = ("last.pt", "best.pt", "metrics.csv", "oof_logits.npy", "oof_index.npy", FINISHED_MARK)
+LAST = "last.pt"  # resume point: TrainState.state_dict()
+BEST = "best.pt"  # {"model", "epoch", "val_loss"}: the weights predictions come from
+METRICS = "metrics.csv"
+OOF_LOGITS = "oof_logits.npy"
+OOF_INDEX = "oof_index.npy"
+TEST_LOGITS = "test_logits.npy"
+FINISHED_MARK = TEST_LOGITS  # written last: its presence means the fold is complete
+RESULTS = (LAST, BEST, METRICS, OOF_LOGITS, OOF_INDEX, FINISHED_MARK)
 
 # Keys that change how a run is executed or reported, not what it computes: they may differ between
 # the run that wrote a folder and the one that resumes or skips it.
@@ -81,7 +87,7 @@ def inspect(run_dir: Path, config: dict, overwrite: bool) -> RunState:
     With `overwrite` a conflict is no error: the caller starts over (and deletes the old results).
     """
     present = [name for name in RESULTS if (run_dir / name).is_file()]
-    state = RunState(finished=FINISHED_MARK in present, resumable="last.pt" in present)
+    state = RunState(finished=FINISHED_MARK in present, resumable=LAST in present)
     stored = run_dir / CONFIG
     if not present or overwrite or not stored.is_file():
         return state

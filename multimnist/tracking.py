@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from multimnist.io import atomic_path
+from multimnist.rundir import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ class RunLog:
     """Collects one row per epoch; rewrites metrics.csv atomically after each."""
 
     def __init__(self, run_dir: Path, rows: list[dict[str, Any]] | None = None) -> None:
-        self.path = Path(run_dir) / "metrics.csv"
+        self.path = Path(run_dir) / METRICS
         self.rows = list(rows or [])
         self.active = True  # False in DDP processes other than the main one: they keep rows, write nothing
         self._wandb = None
@@ -31,7 +32,7 @@ class RunLog:
     @classmethod
     def resume(cls, run_dir: Path, before_epoch: int) -> RunLog:
         """The rows of epochs < before_epoch (a row written after the last checkpoint is dropped)."""
-        path = Path(run_dir) / "metrics.csv"
+        path = Path(run_dir) / METRICS
         try:
             rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:

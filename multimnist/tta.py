@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from multimnist.decode import sigmoid
+
 VALID_VIEWS = (1, 2, 4, 8)
 
 
@@ -52,6 +54,5 @@ def aggregate(
     w = np.ones(z.shape[1]) if weights is None else np.asarray(weights, dtype=np.float64)
     w = w / w.sum()
     if how == "prob_mean":
-        return np.einsum("nkvc,k->nc", 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60))), w) / z.shape[2]
-    mean = np.einsum("nkvc,k->nc", z, w) / z.shape[2]
-    return 1.0 / (1.0 + np.exp(-np.clip(mean, -60, 60)))
+        return np.einsum("nkvc,k->nc", sigmoid(z), w) / z.shape[2]
+    return sigmoid(np.einsum("nkvc,k->nc", z, w) / z.shape[2])

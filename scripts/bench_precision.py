@@ -13,17 +13,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from timm.optim import create_optimizer_v2
 
-import multimnist.train  # noqa: F401  (registers the train schema that conf/train.yaml names)
-from multimnist.engine import Batching, resolve_device, resolve_precision
-from multimnist.model import build_model
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
+from multimnist.build import build_model, build_optimizer, place_model
+from multimnist.config import compose
+from multimnist.engine import resolve_device, resolve_precision
 
 
 def step_time(model, optimizer, scaler, x, y, precision, device, steps: int) -> float:
@@ -55,8 +50,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per setting and round")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        b = compose(config_name="train", overrides=[f"backbone={args.backbone}"]).backbone
+    b = compose("train", [f"backbone={args.backbone}"]).backbone
     size = args.img_size or b.img_size
     device = resolve_device("auto")
     settings = [("fp32", False), ("bf16", False), ("bf16", True)]
@@ -65,13 +59,13 @@ def main() -> None:
     runs = {}
     for name, channels_last in settings:
         torch.manual_seed(0)
-        model = build_model(b.name, in_chans=b.in_chans).to(device)
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model, batching = place_model(
+            build_model(b.name, in_chans=b.in_chans), device, b.in_chans, channels_last
+        )
         precision = resolve_precision(name, device)
-        x = Batching(device, b.in_chans, channels_last)(torch.rand(args.batch, 1, size, size))
+        x = batching(torch.rand(args.batch, 1, size, size))
         y = (torch.rand(args.batch, 26, device=device) > 0.5).float()
-        optimizer = create_optimizer_v2(model, opt="adam", lr=1e-4)
+        optimizer = build_optimizer(model, "adam", lr=1e-4)
         scaler = torch.amp.GradScaler(device.type) if precision.needs_scaler else None
         model.train()
         step_time(model, optimizer, scaler, x, y, precision, device, 3)  # warm-up (cuDNN autotune, allocator)

@@ -17,22 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
-from timm.optim import create_optimizer_v2
 
+from multimnist.build import build_loss, build_model, build_optimizer, make_loader, place_model
+from multimnist.config import compose
 from multimnist.data.cache import cached_images
 from multimnist.data.dacon import DaconImages, DaconLayout, load_split
-from multimnist.engine import Batching, resolve_device, resolve_precision, train_one_epoch
-from multimnist.losses import build_loss
-from multimnist.model import build_model
+from multimnist.engine import TrainStep, resolve_device, resolve_precision, train_one_epoch
 from multimnist.synth.compositor import Compositor, CompositorConfig
 from multimnist.synth.distractors import distractor_bank
 from multimnist.synth.generate import generate
 from multimnist.synth.glyphs import procedural_bank
-from multimnist.train import make_loader
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def main() -> None:
@@ -48,18 +42,18 @@ def main() -> None:
         "--repeats", type=int, default=7, help="alternating (a, b) pairs; the ratio is their median"
     )
     args = parser.parse_args()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        b = compose(config_name="train", overrides=[f"backbone={args.backbone}"]).backbone
+    b = compose("train", [f"backbone={args.backbone}"]).backbone
     size = args.img_size or b.img_size
     device = resolve_device("auto")
     precision = resolve_precision(args.precision, device)
     torch.manual_seed(0)
-    model = build_model(b.name, in_chans=b.in_chans).to(device)
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = create_optimizer_v2(model, opt="adam", lr=1e-3)
+    model, batching = place_model(
+        build_model(b.name, in_chans=b.in_chans), device, b.in_chans, args.channels_last
+    )
+    optimizer = build_optimizer(model, "adam", lr=1e-3)
     loss_fn = build_loss("bce")
-    batching = Batching(device, b.in_chans, args.channels_last)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
+    step = TrainStep(model, loss_fn, optimizer, batching, precision, scaler, progress=False)
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "ds"
@@ -68,8 +62,7 @@ def main() -> None:
         split = load_split(DaconLayout(root), "train")
         images = cached_images(split, Path(tmp) / "cache", size, denoise=True, progress=False)
         ds = DaconImages(split, img_size=size, denoise=True, images=images)
-        trainer_cfg = {"batch_size": args.batch, "num_workers": args.workers}
-        loader = make_loader(ds, OmegaConf.create(trainer_cfg))
+        loader = make_loader(ds, batch_size=args.batch, num_workers=args.workers)
         xs = torch.rand(args.batch, 1, size, size)
         ys = (torch.rand(args.batch, 26) < 0.46).float()
         steps = len(loader)
@@ -89,8 +82,8 @@ def main() -> None:
             return steps * args.batch / (time.perf_counter() - start)
 
         def trainer() -> float:
-            stats = train_one_epoch(model, loader, loss_fn, optimizer, batching, precision, progress=False)
-            return stats["img_per_s"]
+            result = train_one_epoch(step, loader, epoch=0, num_updates=0)
+            return result.images / result.seconds
 
         raw(), trainer()  # warm-up: allocator, oneDNN kernels, page cache
         # Adjacent a/b pairs share the machine's state: the median of pair ratios resists the noise of a

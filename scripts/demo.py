@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+
+from multimnist.config import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "demo"
@@ -50,12 +51,7 @@ def data_is_current() -> bool:
     info = DATA / "synth.json"
     if not info.is_file():
         return False
-    import multimnist.synth.__main__  # noqa: F401  (registers the config schema)
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        wanted = OmegaConf.to_container(
-            compose(config_name="synth", overrides=synth_overrides()), resolve=True
-        )
+    wanted = OmegaConf.to_container(compose("synth", synth_overrides()), resolve=True)
     return json.loads(info.read_text()).get("config") == json.loads(json.dumps(wanted, default=str))
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a small synthetic dataset root and the real reference files (skipped when absent)."""
+"""Shared fixtures and helpers: a small synthetic dataset root, the real reference files (skipped when
+absent), composing configs, and the overrides of a seconds-long CPU fold."""
 
 from __future__ import annotations
 
@@ -8,13 +9,42 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from multimnist.config import compose, register_configs
 from multimnist.synth.compositor import Compositor, CompositorConfig
 from multimnist.synth.distractors import distractor_bank
 from multimnist.synth.generate import generate
 from multimnist.synth.glyphs import procedural_bank
 
 REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
 SHARED = Path(os.environ.get("MULTIMNIST_SHARED", REPO.parent / "shared"))
+TIMING = ["img_per_s", "seconds"]  # metrics.csv columns that measure time, not results
+
+register_configs()  # what every entry point does first; tests compose configs directly
+
+
+def compose_train(overrides: list[str]):
+    return compose("train", overrides)
+
+
+def small_run_args(root: Path, tmp_path: Path, exp: str, *extra: str, backbone: str = "tiny") -> list[str]:
+    """The overrides of a seconds-long CPU run on `root`, results under tmp_path; `extra` last."""
+    return [
+        f"data.root={root}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"paths.experiments={tmp_path / 'exp'}",
+        f"exp={exp}",
+        f"backbone={backbone}",
+        "trainer.epochs=2",
+        "trainer.batch_size=16",
+        "trainer.num_workers=0",
+        "trainer.progress=false",
+        *extra,
+    ]
+
+
+def fold_cfg(root: Path, tmp_path: Path, *extra: str):
+    return compose_train(small_run_args(root, tmp_path, "t", *extra))
 
 
 @pytest.fixture(scope="session")

@@ -12,16 +12,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from multimnist import decode
+from multimnist.config import compose
 from multimnist.ensemble import EnsembleError, collect_runs, run_ensemble, validate_submission
 from multimnist.labels import CSV_COLUMNS
 from multimnist.train import run_fold
 from multimnist.tta import aggregate
 
-from .conftest import REPO
 from .test_dacon import make_root
 
 
@@ -158,8 +157,7 @@ def test_mismatched_runs_are_named(tmp_path, change, message):
 
 
 def compose_ensemble(overrides):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name="ensemble", overrides=overrides)
+    return compose("ensemble", overrides)
 
 
 def test_folds_must_cover_the_training_set(tmp_path):
@@ -184,9 +182,8 @@ def test_end_to_end_from_a_two_fold_sweep_to_submission(synth_root, tmp_path, ca
         f"paths.experiments={tmp_path / 'exp'}",
         "exp=tiny2",
     ]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        for fold in (0, 1):
-            run_fold(compose(config_name="train", overrides=[*train, f"fold={fold}"]))
+    for fold in (0, 1):
+        run_fold(compose("train", [*train, f"fold={fold}"]))
     cmd = [
         sys.executable,
         "-m",

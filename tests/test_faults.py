@@ -17,12 +17,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from multimnist.engine import Batching, Precision, train_one_epoch
+from multimnist.build import build_device
+from multimnist.engine import Batching, Precision, TrainStep, train_one_epoch
 from multimnist.gpus import claim_slot
 from multimnist.rundir import load_checkpoint, load_logits
-from multimnist.train import choose_device, run_fold
+from multimnist.train import run_fold
 
-from .test_train import TIMING, fold_cfg, small_run_args
+from .conftest import TIMING, fold_cfg, small_run_args
 
 # small_cnn at 128 px, batch 8: ~1 s per epoch on 2 cores, long enough to be stopped inside one.
 SLOW_EPOCHS = ("backbone.img_size=128", "trainer.batch_size=8", "trainer.epochs=3")
@@ -163,15 +164,16 @@ def test_fp16_grad_scaler_skipped_updates_are_counted_not_errors():
         scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
         loader, loss = _toy_loader(gain=gain), torch.nn.BCEWithLogitsLoss()
         cpu = Batching(torch.device("cpu"))
-        return train_one_epoch(model, loader, loss, opt, cpu, Precision("fp32", None), scaler, progress=False)
+        step = TrainStep(model, loss, opt, cpu, Precision("fp32", None), scaler, progress=False)
+        return train_one_epoch(step, loader, epoch=0, num_updates=0)
 
     # Inputs and a scale so large that the scaled gradients overflow at every step: the scaler skips
     # each step (the weights stay) and halves its scale, as fp16 overflow makes it do.
     stats = epoch(1e38, gain=1e6)
-    assert stats["skipped_steps"] == 4 and stats["num_updates"] == 4  # every step overflowed and was skipped
+    assert stats.skipped_steps == 4 and stats.num_updates == 4  # every step overflowed and was skipped
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     stats = epoch(2.0**8, gain=1.0)
-    assert stats["skipped_steps"] == 0
+    assert stats.skipped_steps == 0
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
@@ -206,5 +208,5 @@ def test_a_gpu_device_always_has_an_index(monkeypatch, name, index):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2 if name == "cuda:1" else 1)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "set_device", lambda d: chosen.append(torch.device(d)))
-    device, lock = choose_device(name)
+    device, lock = build_device(name)
     assert device == torch.device("cuda", index) and chosen == [device] and lock is None

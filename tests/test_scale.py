@@ -14,15 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from multimnist.build import build_datasets, build_model, make_loader
+from multimnist.config import dataset_args, loader_args
 from multimnist.engine import Batching, Precision, predict
-from multimnist.model import build_model
-from multimnist.train import build_datasets, make_loader
 
-from .conftest import REPO
-from .test_train import TIMING, fold_cfg, small_run_args
+from .conftest import TIMING, fold_cfg, small_run_args
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
@@ -36,7 +34,9 @@ def run_cli(cmd: list[str], cwd: Path, env: dict | None = None) -> subprocess.Co
 def test_torchrun_ddp_two_processes_train_one_fold_like_a_single_process(synth_root, tmp_path):
     # A fold whose training rows split evenly over 2 processes: DistributedSampler then repeats none.
     fold = next(
-        k for k in range(5) if len(build_datasets(fold_cfg(synth_root, tmp_path, f"fold={k}"))[0]) % 2 == 0
+        k
+        for k in range(5)
+        if len(build_datasets(**dataset_args(fold_cfg(synth_root, tmp_path, f"fold={k}")))[0]) % 2 == 0
     )
     args = small_run_args(synth_root, tmp_path, "{}", f"fold={fold}", "trainer.device=cpu")  # gloo
     single = [sys.executable, "-m", "multimnist.train", *(a.format("single") for a in args)]
@@ -58,10 +58,10 @@ def test_torchrun_ddp_two_processes_train_one_fold_like_a_single_process(synth_r
     cfg = OmegaConf.load(two / ".hydra" / "config.yaml")
     model = build_model("multimnist_tiny")
     model.load_state_dict(torch.load(two / "best.pt", weights_only=True)["model"])
-    _, _, test_ds = build_datasets(cfg)
+    _, _, test_ds = build_datasets(**dataset_args(cfg))
     again, _, _ = predict(
         model,
-        make_loader(test_ds, cfg.trainer),
+        make_loader(test_ds, **loader_args(cfg)),
         Batching(torch.device("cpu")),
         Precision("fp32", None),
         4,
@@ -117,9 +117,14 @@ def test_submitit_local_sweep_lands_in_the_run_layout_and_ensembles(synth_root, 
 
 
 def test_launcher_presets_compose_with_their_values():
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        par = compose("train", overrides=["hydra/launcher=parallel"], return_hydra_config=True)
-        slurm = compose(
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from multimnist.config import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        par = hydra_compose("train", overrides=["hydra/launcher=parallel"], return_hydra_config=True)
+        slurm = hydra_compose(
             "train",
             overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
             return_hydra_config=True,

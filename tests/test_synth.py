@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
+from multimnist.config import compose
 from multimnist.data.dacon import DaconLayout, DatasetError, load_split
 from multimnist.synth.compositor import Compositor, CompositorConfig
 from multimnist.synth.distractors import distractor_bank
@@ -20,8 +20,6 @@ from multimnist.synth.generate import generate
 from multimnist.synth.glyphs import GlyphBank, load_glyphs, procedural_bank, read_dacon7, read_emnist
 from multimnist.synth.stats import dataset_stats, image_stats
 from multimnist.synth.stats import main as stats_main
-
-from .conftest import REPO
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
@@ -88,7 +86,6 @@ def test_letters_are_drawn_where_labelled(bank):
 @pytest.mark.parametrize("source", ["procedural", "dacon7"])
 def test_realism_within_ten_percent_of_real_images(source, bank, shared_data):
     """The configured defaults of each glyph source match the real images' saturated-ink figures."""
-    import multimnist.synth.__main__  # noqa: F401  (registers the schema)
 
     overrides = (
         ["out=x", f"glyphs={source}", f"glyphs.path={shared_data / 'dacon7'}"] if source == "dacon7" else []
@@ -200,12 +197,10 @@ def test_stats_error_is_one_line(tmp_path, capsys):
 
 
 def compose_synth(overrides):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name="synth", overrides=overrides)
+    return compose("synth", overrides)
 
 
 def test_config_presets_and_sources_compose(shared_data):
-    import multimnist.synth.__main__  # noqa: F401  (registers the schema)
 
     default = compose_synth(["out=x"])
     assert CompositorConfig(**default.compositor) == CompositorConfig()

@@ -5,32 +5,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
-from timm.optim import create_optimizer_v2
 
+from multimnist.build import build_loss, build_model, build_optimizer, build_scheduler
+from multimnist.config import optimizer_args, scheduler_args
 from multimnist.data.augment import build_pipeline
-from multimnist.losses import build_loss
-from multimnist.model import build_model
 from multimnist.rundir import RunConflict
-from multimnist.train import build_scheduler, run_fold
+from multimnist.train import run_fold
 
-from .conftest import REPO
-
-CONF = REPO / "conf"
-TIMING = ["img_per_s", "seconds"]
-
-
-def compose_train(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+from .conftest import CONF, TIMING, compose_train, fold_cfg
 
 
 def options(group: str) -> list[str]:
@@ -62,10 +51,12 @@ def test_effnet_b5_is_timms_b5():
 def test_every_optimizer_and_scheduler_builds(optimizer, scheduler):
     cfg = compose_train([f"optimizer={optimizer}", f"scheduler={scheduler}"])
     model = build_model("multimnist_tiny")
-    o = cfg.optimizer
-    opt = create_optimizer_v2(model, opt=o.opt, lr=o.lr, weight_decay=o.weight_decay)
+    opt = build_optimizer(model, **optimizer_args(cfg))
     assert ("lookahead" in optimizer) == hasattr(opt, "sync_lookahead")
-    sched = build_scheduler(opt, cfg.scheduler, epochs=4, updates_per_epoch=3)
+    assert opt.defaults["lr"] == cfg.optimizer.lr and ("momentum" in cfg.optimizer) == (optimizer == "sgd")
+    if optimizer == "sgd":
+        assert opt.defaults["momentum"] == cfg.optimizer.momentum
+    sched = build_scheduler(opt, epochs=4, updates_per_epoch=3, **scheduler_args(cfg))
     assert (sched is None) == (scheduler == "none")
     if sched is not None:
         sched.step(1, 0.5)
@@ -115,32 +106,12 @@ def test_bad_values_fail_at_compose_time(override, error):
         compose_train([override])
 
 
-def small_run_args(root: Path, tmp_path: Path, exp: str, *extra: str, backbone: str = "tiny") -> list[str]:
-    """The overrides of a seconds-long CPU run on `root`, results under tmp_path; `extra` last."""
-    return [
-        f"data.root={root}",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        f"paths.experiments={tmp_path / 'exp'}",
-        f"exp={exp}",
-        f"backbone={backbone}",
-        "trainer.epochs=2",
-        "trainer.batch_size=16",
-        "trainer.num_workers=0",
-        "trainer.progress=false",
-        *extra,
-    ]
-
-
-def fold_cfg(root: Path, tmp_path: Path, *extra: str):
-    return compose_train(small_run_args(root, tmp_path, "t", *extra))
-
-
 @pytest.mark.parametrize(
     ("override", "message"),
     [
         ("fold=5", r"fold=5 is outside 0\.\.4"),
         ("trainer.precision=fp8", "trainer.precision must be one of"),
-        ("trainer.tta_views=3", "tta views must be one of"),
+        ("trainer.tta_views=3", "trainer.tta_views must be one of"),
     ],
 )
 def test_bad_values_fail_with_a_clear_message(synth_root, tmp_path, override, message):
@@ -223,6 +194,8 @@ def test_same_seed_same_metrics_other_seed_differs(synth_root, tmp_path):
     c = run_fold(fold_cfg(synth_root, tmp_path, "exp=c", "trainer.seed=1"))
     ma, mb, mc = (_strip(pd.read_csv(r / "metrics.csv")) for r in (a, b, c))
     pd.testing.assert_frame_equal(ma, mb)  # worker processes do not change the result
+    for name in ("oof_logits.npy", "test_logits.npy"):  # bit-identical predictions too
+        assert np.array_equal(np.load(a / name), np.load(b / name)), name
     assert not ma.equals(mc)
 
 
@@ -283,7 +256,7 @@ def test_early_stopping_ends_the_fold_and_still_predicts(synth_root, tmp_path):
             tmp_path,
             "trainer.epochs=6",
             "trainer.patience=1",
-            "optimizer.lr=0.0",
+            "optimizer.lr=1e-12",  # lr > 0 is required; this small the weights do not move
             "scheduler=none",
         )
     )

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
-from typing import Any
 
 import hydra
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from multimnist.cli import run_cli
+from multimnist.config import validate
 from multimnist.data.dacon import DatasetError
 from multimnist.synth.compositor import Compositor, CompositorConfig
 from multimnist.synth.distractors import distractor_bank
@@ -17,32 +16,9 @@ from multimnist.synth.generate import generate
 from multimnist.synth.glyphs import load_glyphs
 
 
-@dataclass
-class GlyphsConfig:
-    source: str = "procedural"
-    path: Any = None
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class SynthConfig:
-    out: str = MISSING
-    n_train: int = 2000
-    n_test: int = 500
-    seed: int = 0
-    workers: int | None = None
-    overwrite: bool = False
-    progress: bool = True
-    png_compression: int = 0
-    compositor: CompositorConfig = field(default_factory=CompositorConfig)
-    glyphs: GlyphsConfig = field(default_factory=GlyphsConfig)
-
-
-ConfigStore.instance().store(name="synth_schema", node=SynthConfig)
-
-
 def run(cfg: DictConfig) -> None:
     """Build the glyph bank and compositor from a composed config and write the dataset."""
+    validate(cfg)
     glyphs = load_glyphs(cfg.glyphs.source, cfg.glyphs.path, seed=cfg.seed, **cfg.glyphs.options)
     compositor = Compositor(
         CompositorConfig(**cfg.compositor), glyphs, distractor_bank(cfg.seed), seed=cfg.seed
@@ -76,4 +52,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -1,6 +1,6 @@
 """Compose one competition-like image: distinct letters, scaled and rotated, saturated on uniform noise.
 
-What the defaults reproduce (measured on real images; see DESIGN.md): uniform 0..255 background,
+What the defaults reproduce (measured on real competition images): uniform 0..255 background,
 10..14 distinct letters, letters 20..60 px at any angle, ink saturating to exactly 255 inside strokes
 with soft edges added (saturating) to the noise, a few Hangul-like distractors.
 """

@@ -69,6 +69,17 @@ def _label_frame(indices: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
     return frame
 
 
+def _write_tables(layout: DaconLayout, ranges: dict, labels: dict, glyphs: list[str]) -> None:
+    """The answer CSV, the all-zeros sample submission, the test answers and meta.csv (glyph ids)."""
+    train_ids, test_ids = np.arange(*ranges["train"]), np.arange(*ranges["test"])
+    _label_frame(train_ids, labels["train"]).to_csv(layout.path("train_csv"), index=False)
+    _label_frame(test_ids, np.zeros_like(labels["test"])).to_csv(
+        layout.path("sample_submission"), index=False
+    )
+    _label_frame(test_ids, labels["test"]).to_csv(layout.path("test_answer"), index=False)
+    pd.DataFrame({"index": train_ids, "glyph_ids": glyphs}).to_csv(layout.path("meta"), index=False)
+
+
 def generate(
     out: Path | str,
     compositor: Compositor,
@@ -92,7 +103,7 @@ def generate(
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out}: exists and is not empty (pass overwrite=true to replace it)")
     start_time = time.perf_counter()
-    layout = DaconLayout(out)
+    layout = DaconLayout(out)  # names only: everything is written under `tmp`, then renamed to `out`
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     folders = {"train": tmp / layout.train_dir, "test": tmp / layout.test_dir}
@@ -124,22 +135,9 @@ def generate(
                     glyphs[offset : offset + len(chunk_glyphs)] = chunk_glyphs
                 bar.update(len(chunk_labels))
         bar.close()
-        train_ids = np.arange(*ranges["train"])
-        test_ids = np.arange(*ranges["test"])
-        _label_frame(train_ids, labels["train"]).to_csv(tmp / layout.train_csv, index=False)
-        _label_frame(test_ids, np.zeros_like(labels["test"])).to_csv(
-            tmp / layout.sample_submission, index=False
-        )
-        _label_frame(test_ids, labels["test"]).to_csv(tmp / layout.test_answer, index=False)
-        pd.DataFrame({"index": train_ids, "glyph_ids": glyphs}).to_csv(tmp / layout.meta, index=False)
-        info = {
-            "generator": "multimnist.synth",
-            "seed": seed,
-            "n_train": n_train,
-            "n_test": n_test,
-            "compositor": asdict(compositor.cfg),
-            **(provenance or {}),
-        }
+        _write_tables(DaconLayout(tmp), ranges, labels, glyphs)
+        info = {"generator": "multimnist.synth", "seed": seed, "n_train": n_train, "n_test": n_test}
+        info |= {"compositor": asdict(compositor.cfg), **(provenance or {})}
         (tmp / "synth.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
         if out.exists():
             shutil.rmtree(out)

@@ -1,6 +1,6 @@
 """Realism statistics of a dataset root, an image folder or image files, side by side.
 
-    python -m multimnist.synth.stats data/synth ../shared/data/real
+    python -m multimnist.synth.stats data/synth path/to/real/images
 
 Image figures come from saturated-pixel blobs (pixels at 255, opened 2x2 to drop isolated noise
 pixels, closed 3x3, components of >= 30 px): the same measure for real and synthetic images, so the

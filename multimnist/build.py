@@ -1,0 +1,218 @@
+"""Builders with plain arguments: device, datasets, loader, model, optimizer, scheduler, loss.
+
+Used by training, the ensemble's re-prediction, the benchmarks and the tests alike. Nothing here
+knows Hydra: `multimnist.config`'s `*_args` adapters turn a composed config into these arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from torch import nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from multimnist.data.augment import build_pipeline
+from multimnist.data.cache import cached_images
+from multimnist.data.dacon import DaconImages, DaconLayout, load_split
+from multimnist.data.folds import folds_filename, load_or_make_folds
+from multimnist.engine import Batching, resolve_device
+from multimnist.gpus import claim_slot
+from multimnist.losses import build_loss
+from multimnist.model import build_model
+
+__all__ = [
+    "build_datasets",
+    "build_device",
+    "build_loss",
+    "build_model",
+    "build_optimizer",
+    "build_scheduler",
+    "make_loader",
+    "place_model",
+]
+
+log = logging.getLogger(__name__)
+
+
+def build_device(name: str) -> tuple[torch.device, IO | None]:
+    """The device of this process, and the GPU lock it holds (or None).
+
+    Under torchrun each process takes the GPU of its LOCAL_RANK. With `auto` and several GPUs, a
+    job takes the first GPU no other job holds (so parallel fold jobs never share one); a single GPU
+    or an explicit `cuda:N` is used as is.
+    """
+    if "LOCAL_RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if name == "cpu" or not torch.cuda.is_available():
+            return torch.device("cpu"), None
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+        return device, None
+    if name == "auto" and torch.cuda.device_count() > 1:
+        slot, lock = claim_slot(torch.cuda.device_count())
+        log.info("using GPU %d (held by this job until it ends)", slot)
+        device = torch.device("cuda", slot)
+        torch.cuda.set_device(device)
+        return device, lock
+    device = resolve_device(name)
+    if device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
+        torch.cuda.set_device(device)
+    return device, None
+
+
+def build_datasets(
+    layout: Mapping[str, Any],
+    fold: int,
+    folds: Mapping[str, Any],
+    img_size: int,
+    denoise: bool = False,
+    cache: bool = True,
+    cache_dir: str | Path | None = None,
+    augment: list | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[DaconImages, DaconImages, DaconImages]:
+    """Train (augmented), validation and test datasets of one fold: validated splits, folds written
+    once per dataset (`folds`: n_splits, seed, method), images decoded once into the cache."""
+    layout_ = DaconLayout.from_mapping(layout)
+    train_split, test_split = load_split(layout_, "train"), load_split(layout_, "test")
+    cache_path = Path(cache_dir) if cache_dir else layout_.root / ".cache"
+    n_splits, folds_seed, method = folds["n_splits"], folds["seed"], folds["method"]
+    assignment = load_or_make_folds(
+        cache_path / folds_filename(n_splits, folds_seed, method),
+        train_split.indices,
+        train_split.labels,
+        n_splits,
+        folds_seed,
+        method,
+        layout_.path("meta"),
+    ).fold.to_numpy()
+    images = {
+        s.name: cached_images(s, cache_path, img_size, denoise, progress=progress) if cache else None
+        for s in (train_split, test_split)
+    }
+    common = {"img_size": img_size, "denoise": denoise}
+    train_ds = DaconImages(
+        train_split,
+        images=images["train"],
+        transform=build_pipeline(augment or []),
+        rows=np.flatnonzero(assignment != fold),
+        seed=seed,
+        **common,
+    )
+    val_ds = DaconImages(
+        train_split, images=images["train"], rows=np.flatnonzero(assignment == fold), **common
+    )
+    test_ds = DaconImages(test_split, images=images["test"], **common)
+    return train_ds, val_ds, test_ds
+
+
+def make_loader(
+    ds: Dataset, batch_size: int, num_workers: int = 0, sampler: Sampler | None = None
+) -> DataLoader:
+    """A DataLoader in dataset order (or `sampler`'s), workers forked so the memmap cache is shared."""
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=False,
+        multiprocessing_context="fork" if num_workers > 0 else None,
+    )
+
+
+def place_model(
+    model: nn.Module, device: torch.device, in_chans: int = 1, channels_last: bool = False
+) -> tuple[nn.Module, Batching]:
+    """`model` on `device` (channels_last if asked) and how gray batches become its input."""
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, Batching(device, in_chans, channels_last)
+
+
+def build_optimizer(
+    model: nn.Module, opt: str, lr: float, weight_decay: float = 0.0, momentum: float | None = None
+) -> torch.optim.Optimizer:
+    """timm's `create_optimizer_v2` (adam, radam, sgd, lookahead_*, ...); momentum only where given."""
+    extra = {} if momentum is None else {"momentum": momentum}
+    return create_optimizer_v2(model, opt=opt, lr=lr, weight_decay=weight_decay, **extra)
+
+
+class PlateauScheduler:
+    """torch's ReduceLROnPlateau on the val loss behind timm's scheduler interface.
+
+    timm's own plateau wrapper is deprecated and drops its best-metric and patience state from
+    checkpoints, which would make a resumed run diverge; torch's scheduler saves all of it.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, patience: int, decay_rate: float, min_lr: float):
+        self.inner = ReduceLROnPlateau(
+            optimizer, mode="min", factor=decay_rate, patience=patience, min_lr=min_lr
+        )
+
+    def step(self, epoch: int, metric: float) -> None:
+        self.inner.step(metric)
+
+    def step_update(self, num_updates: int) -> None:
+        """The plateau schedule changes only at epoch ends."""
+
+    def state_dict(self) -> dict:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.inner.load_state_dict(state)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, epochs: int, updates_per_epoch: int, name: str = "none", **options: Any
+):
+    """A timm-style scheduler (stepped per update and per epoch), or None for a constant lr.
+
+    name: none | cosine (num_epochs, cycle_limit, warmup_*, min_lr) | plateau (patience_epochs,
+    decay_rate, min_lr) | step (decay_epochs, decay_rate, warmup_*, min_lr).
+    """
+    if name == "none":
+        return None
+    if name == "plateau":
+        return PlateauScheduler(
+            optimizer, options["patience_epochs"], options["decay_rate"], options["min_lr"]
+        )
+    common = {
+        "warmup_epochs": options.get("warmup_epochs", 0),
+        "warmup_lr": options.get("warmup_lr", 1e-5),
+        "min_lr": options.get("min_lr", 0.0),
+        "updates_per_epoch": updates_per_epoch,
+    }
+    if name == "cosine":
+        num_epochs, cycles = options.get("num_epochs") or epochs, options.get("cycle_limit", 1)
+        scheduler, _ = create_scheduler_v2(
+            optimizer,
+            sched="cosine",
+            num_epochs=num_epochs,
+            cycle_limit=cycles,
+            step_on_epochs=False,
+            **common,
+        )
+        return scheduler
+    if name == "step":
+        scheduler, _ = create_scheduler_v2(
+            optimizer,
+            sched="step",
+            num_epochs=epochs,
+            decay_epochs=options["decay_epochs"],
+            decay_rate=options["decay_rate"],
+            **common,
+        )
+        return scheduler
+    raise ValueError(f"scheduler.name must be none, cosine, plateau or step, got {name!r}")

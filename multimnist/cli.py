@@ -1,0 +1,52 @@
+"""Running a `@hydra.main` entry point: schemas registered first, a config error as one line.
+
+Hydra reports a bad override (`optimizer.lr=abc`, an unknown group option) in several lines and
+exits 1. Entry points run through `run_cli` instead: `error: optimizer.lr: Value 'abc' of type 'str'
+could not be converted to Float (override optimizer.lr=abc)` and exit 2, like every other bad input.
+HYDRA_FULL_ERROR=1 still gives Hydra's full traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from multimnist.config import register_configs
+
+
+def describe(err: BaseException) -> str:
+    """One line for a Hydra/OmegaConf config error: the key it concerns and what is wrong."""
+    chain, cause = [], err
+    while cause is not None:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    keyed = next((e for e in reversed(chain) if getattr(e, "full_key", None)), None)
+    first = " ".join(str(err).split())
+    if keyed is None:
+        return re.sub(r"\s*Available options in '(\w+)':\s*", r"; options for \1: ", first)
+    detail = " ".join(str(getattr(keyed, "msg", keyed)).split())
+    override = re.match(r"Error merging override (\S+)", str(err))
+    return f"{keyed.full_key}: {detail}" + (f" (override {override.group(1)})" if override else "")
+
+
+def run_cli(hydra_main: Callable[[], Any]) -> None:
+    """Call `hydra_main` (a function decorated with @hydra.main) the way `python -m` does."""
+    register_configs()
+    wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises its errors instead of printing them
+    try:
+        hydra_main()
+    except (HydraException, OmegaConfBaseException) as err:
+        if wants_traceback:
+            raise
+        print(f"error: {describe(err)}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        if not wants_traceback:
+            os.environ.pop("HYDRA_FULL_ERROR", None)

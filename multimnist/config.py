@@ -1,0 +1,410 @@
+"""Typed schemas for every config group, their value checks, and `register_configs()`.
+
+Each group option in `conf/` (e.g. `conf/optimizer/sgd.yaml`) names its schema in its defaults list,
+so Hydra checks types when it composes (`optimizer.lr=abc` fails there, naming the key) and refuses
+keys the schema does not have. Ranges Hydra cannot express (lr > 0, batch_size >= 1, ...) are field
+metadata here, checked by `validate`. Nothing is registered on import: entry points, tests and
+notebooks call `register_configs()` first:
+
+    from hydra import compose, initialize_config_dir
+    from multimnist.config import CONF_DIR, register_configs
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["backbone=effnet_b5"])
+
+`compose(name, overrides)` does both for the project's own `conf/` folder. The `*_args` adapters at
+the bottom turn a composed config into the plain arguments of `multimnist.build`'s builders: the
+only place that knows both shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from multimnist.data.dacon import DaconLayout
+from multimnist.data.folds import METHODS
+from multimnist.engine import PRECISIONS
+from multimnist.synth.compositor import CompositorConfig
+from multimnist.tracking import WANDB_MODES
+from multimnist.tta import AGGREGATIONS, VALID_VIEWS
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the config tree the entry points read
+
+
+class ConfigError(ValueError):
+    """A config value of the wrong range; the message names the key."""
+
+
+def check(test: Callable[[Any], bool], what: str) -> dict:
+    """Field metadata: `validate` requires `test(value)` (None passes: it means "off")."""
+    return {"check": (test, what)}
+
+
+def _positive(default: Any = MISSING) -> Any:
+    return field(default=default, metadata=check(lambda v: v > 0, "must be > 0"))
+
+
+def _at_least(low: float, default: Any = MISSING) -> Any:
+    return field(default=default, metadata=check(lambda v: v >= low, f"must be >= {low}"))
+
+
+def _fraction(default: Any = MISSING, closed: bool = False) -> Any:
+    """In [0, 1) (or [0, 1] when closed)."""
+    if closed:
+        return field(default=default, metadata=check(lambda v: 0 <= v <= 1, "must be in [0, 1]"))
+    return field(default=default, metadata=check(lambda v: 0 <= v < 1, "must be in [0, 1)"))
+
+
+def _one_of(choices: tuple, default: Any = MISSING) -> Any:
+    return field(default=default, metadata=check(lambda v: v in choices, f"must be one of {choices}"))
+
+
+# --- the train config's groups ------------------------------------------------------------------
+
+
+@dataclass
+class FoldsConfig:
+    method: str = _one_of(METHODS, "stratified")
+    n_splits: int = _at_least(2, 5)
+    seed: int = 42
+
+
+_DACON = {f.name: f.default for f in dataclasses.fields(DaconLayout)}  # the names Dacon ships
+
+
+@dataclass
+class DataConfig:
+    """A dataset root in Dacon's layout (multimnist.data.dacon.DaconLayout) and how it is read."""
+
+    root: str | None = "data/synth"
+    train_dir: str = _DACON["train_dir"]
+    train_csv: str = _DACON["train_csv"]
+    test_dir: str = _DACON["test_dir"]
+    sample_submission: str = _DACON["sample_submission"]
+    test_answer: str = _DACON["test_answer"]
+    meta: str = _DACON["meta"]
+    image_size: int = _positive(_DACON["image_size"])
+    denoise: bool = False
+    cache: bool = True
+    cache_dir: str | None = None
+    folds: FoldsConfig = field(default_factory=FoldsConfig)
+
+
+@dataclass
+class BackboneConfig:
+    """Shared by every backbone option: an option sets `name` and what differs from these defaults."""
+
+    name: str = MISSING
+    pretrained: bool = False
+    weights: str | None = None
+    in_chans: int = _one_of((1, 3), 1)
+    drop_rate: float = _fraction(0.0)
+    drop_path_rate: float | None = _fraction(None)
+    img_size: int = _positive(128)
+
+
+@dataclass
+class OptimizerConfig:
+    opt: str = MISSING  # any timm.optim.create_optimizer_v2 name: adam, radam, lookahead_radam, ...
+    lr: float = _positive(1e-3)
+    weight_decay: float = _at_least(0, 0.0)
+
+
+@dataclass
+class MomentumOptimizerConfig(OptimizerConfig):
+    momentum: float = _fraction(0.9)
+
+
+@dataclass
+class ConstantScheduleConfig:
+    name: str = "none"
+
+
+@dataclass
+class WarmupScheduleConfig:
+    """timm schedules stepped per update: linear warmup from warmup_lr, then down to min_lr."""
+
+    warmup_epochs: int = _at_least(0, 0)
+    warmup_lr: float = _at_least(0, 1e-5)
+    min_lr: float = _at_least(0, 0.0)
+
+
+@dataclass
+class CosineScheduleConfig(WarmupScheduleConfig):
+    name: str = "cosine"
+    num_epochs: int | None = _at_least(1, None)
+    cycle_limit: int = _at_least(1, 1)
+
+
+@dataclass
+class PlateauScheduleConfig:
+    name: str = "plateau"
+    patience_epochs: int = _at_least(0, 2)
+    decay_rate: float = _fraction(0.5, closed=True)
+    min_lr: float = _at_least(0, 1e-6)
+
+
+@dataclass
+class StepScheduleConfig(WarmupScheduleConfig):
+    name: str = "step"
+    decay_epochs: int = _at_least(1, 10)
+    decay_rate: float = _fraction(0.1, closed=True)
+
+
+@dataclass
+class AugmentationConfig:
+    steps: list[Any] = field(default_factory=list)  # albumentations transforms: [{Name: {kwargs}}, ...]
+
+
+@dataclass
+class SoftMarginLossConfig:
+    name: str = "soft_margin"
+
+
+@dataclass
+class BCELossConfig:
+    name: str = "bce"
+    smoothing: float = _fraction(0.0)
+
+
+@dataclass
+class AsymmetricLossConfig:
+    name: str = "asymmetric"
+    gamma_pos: float = _at_least(0, 0.0)
+    gamma_neg: float = _at_least(0, 4.0)
+    clip: float = _fraction(0.05)
+
+
+@dataclass
+class WandbConfig:
+    mode: str = _one_of(WANDB_MODES, "offline")
+    project: str = "multimnist"
+    entity: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggerConfig:
+    wandb: WandbConfig | None = None
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = _at_least(1, 10)
+    batch_size: int = _at_least(1, 32)
+    num_workers: int = _at_least(0, 2)
+    precision: str = _one_of(PRECISIONS, "auto")
+    channels_last: bool = False
+    clip_grad: float | None = _positive(None)
+    accum_steps: int = _at_least(1, 1)
+    ema: bool = False
+    ema_decay: float = _fraction(0.999)
+    compile: bool = False
+    patience: int | None = _at_least(1, None)
+    tta_views: int = _one_of(VALID_VIEWS, 4)
+    seed: int = 0
+    progress: bool = True
+    resume: bool = True
+    stop_after: int | None = _at_least(1, None)
+    device: str = "auto"
+    overwrite: bool = False
+
+
+@dataclass
+class PathsConfig:
+    experiments: str = "experiments"
+
+
+@dataclass
+class TrainConfig:
+    """Top-level keys; each group is typed by the schema its option names (see GROUP_SCHEMAS)."""
+
+    exp: str = "default"
+    fold: int = _at_least(0, 0)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: Any = None
+    backbone: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    augmentation: Any = None
+    loss: Any = None
+    logger: Any = None
+    trainer: Any = None
+
+
+# --- the ensemble's and the generator's configs ---------------------------------------------------
+
+
+@dataclass
+class EnsembleOptions:
+    experiments: list[str] = field(default_factory=list)
+    weights: list[float] | None = None
+    allow_partial: bool = False
+    aggregation: str = _one_of(("auto", *AGGREGATIONS), "auto")
+    views: str = _one_of(("auto", "identity", "all"), "auto")
+    decoding: str = _one_of(("auto", "fixed_0.5", "fixed_0.6", "global", "per_class", "count_aware"), "auto")
+    count_range: list[int] | None = None
+    temperature: bool = True
+    repredict: bool = False
+    tta_views: int | None = _one_of(VALID_VIEWS, None)
+    plots: bool = True
+    seed: int = 0
+
+
+@dataclass
+class EnsembleConfig:
+    exp: str | None = None
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: Any = None
+    ensemble: EnsembleOptions = field(default_factory=EnsembleOptions)
+
+
+@dataclass
+class GlyphsConfig:
+    source: str = "procedural"
+    path: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SynthConfig:
+    out: str = MISSING
+    n_train: int = _at_least(0, 2000)
+    n_test: int = _at_least(0, 500)
+    seed: int = 0
+    workers: int | None = _at_least(1, None)
+    overwrite: bool = False
+    progress: bool = True
+    png_compression: int = field(default=0, metadata=check(lambda v: 0 <= v <= 9, "must be in 0..9"))
+    compositor: CompositorConfig = field(default_factory=CompositorConfig)
+    glyphs: GlyphsConfig = field(default_factory=GlyphsConfig)
+
+
+# (group, schema name that an option's defaults list names, dataclass)
+GROUP_SCHEMAS = (
+    ("data", "data_schema", DataConfig),
+    ("backbone", "backbone_schema", BackboneConfig),
+    ("optimizer", "optimizer_schema", OptimizerConfig),
+    ("optimizer", "momentum_optimizer_schema", MomentumOptimizerConfig),
+    ("scheduler", "constant_schema", ConstantScheduleConfig),
+    ("scheduler", "cosine_schema", CosineScheduleConfig),
+    ("scheduler", "plateau_schema", PlateauScheduleConfig),
+    ("scheduler", "step_schema", StepScheduleConfig),
+    ("augmentation", "augmentation_schema", AugmentationConfig),
+    ("loss", "soft_margin_schema", SoftMarginLossConfig),
+    ("loss", "bce_schema", BCELossConfig),
+    ("loss", "asymmetric_schema", AsymmetricLossConfig),
+    ("logger", "logger_schema", LoggerConfig),
+    ("trainer", "trainer_schema", TrainerConfig),
+)
+
+
+def parallel_jobs() -> int:
+    """How many fold jobs hydra/launcher=parallel runs at once: one per GPU, or 2 on a CPU machine."""
+    import torch
+
+    return torch.cuda.device_count() or 2
+
+
+def register_configs() -> None:
+    """Store every schema in Hydra's ConfigStore and register the `parallel_jobs` resolver.
+
+    Idempotent; call it before composing (`@hydra.main` entry points do it before Hydra starts).
+    """
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="ensemble_schema", node=EnsembleConfig)
+    cs.store(name="synth_schema", node=SynthConfig)
+    for group, name, schema in GROUP_SCHEMAS:
+        cs.store(group=group, name=name, node=schema)
+    OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs, replace=True)
+
+
+def compose(config_name: str = "train", overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The composed config (`train`, `ensemble` or `synth`) for these overrides, as the CLI would see it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+# --- value checks ---------------------------------------------------------------------------------
+
+
+def _problems(node: Any, prefix: str) -> list[str]:
+    """Unknown keys and out-of-range values under `node`, each naming its full key."""
+    if not isinstance(node, DictConfig):
+        return []
+    schema = OmegaConf.get_type(node)
+    out: list[str] = []
+    if dataclasses.is_dataclass(schema):
+        known = {f.name: f for f in dataclasses.fields(schema)}
+        out += [f"{prefix}{k}: unknown key (not in {schema.__name__})" for k in node if k not in known]
+        for name, f in known.items():
+            rule = f.metadata.get("check")
+            value = node.get(name)
+            if rule is not None and value is not None and not rule[0](value):
+                out.append(f"{prefix}{name} {rule[1]}, got {value!r}")
+    for key in node:
+        out += _problems(node[key], f"{prefix}{key}.")
+    return out
+
+
+def validate(cfg: DictConfig) -> None:
+    """Every value in range and no unknown key (a `+key=` Hydra let through); ConfigError otherwise."""
+    problems = _problems(cfg, "")
+    if "fold" in cfg and "data" in cfg and cfg.data is not None:
+        n = cfg.data.folds.n_splits
+        if not 0 <= cfg.fold < n:
+            problems.append(f"fold={cfg.fold} is outside 0..{n - 1} (data.folds.n_splits={n})")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+# --- adapters: a composed train config -> the plain arguments of multimnist.build ---------------
+
+
+def run_dir_of(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.experiments) / cfg.exp / f"fold{cfg.fold}"
+
+
+def dataset_args(cfg: DictConfig) -> dict:
+    d = cfg.data
+    return {
+        "layout": {k: v for k, v in d.items() if k not in ("denoise", "cache", "cache_dir", "folds")},
+        "fold": cfg.fold,
+        "folds": dict(d.folds),
+        "img_size": cfg.backbone.img_size,
+        "denoise": d.denoise,
+        "cache": d.cache,
+        "cache_dir": d.cache_dir,
+        "augment": OmegaConf.to_container(cfg.augmentation.steps, resolve=True),
+        "seed": cfg.trainer.seed,
+        "progress": cfg.trainer.progress,
+    }
+
+
+def loader_args(cfg: DictConfig) -> dict:
+    return {"batch_size": cfg.trainer.batch_size, "num_workers": cfg.trainer.num_workers}
+
+
+def model_args(cfg: DictConfig) -> dict:
+    b = cfg.backbone
+    return {k: b[k] for k in ("name", "pretrained", "weights", "in_chans", "drop_rate", "drop_path_rate")}
+
+
+def optimizer_args(cfg: DictConfig) -> dict:
+    return dict(cfg.optimizer)
+
+
+def scheduler_args(cfg: DictConfig) -> dict:
+    return dict(cfg.scheduler)

@@ -1,0 +1,126 @@
+"""Config schemas: types at compose time, ranges and unknown keys in `validate`, one-line CLI errors,
+registration without importing any entry point, and the package's import structure."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from multimnist.config import ConfigError, compose, validate
+
+from .conftest import REPO
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.batch_size=0", "trainer.batch_size must be >= 1, got 0"),
+        ("backbone.img_size=-32", "backbone.img_size must be > 0, got -32"),
+        ("trainer.ema_decay=5", r"trainer.ema_decay must be in \[0, 1\), got 5"),
+        ("optimizer.lr=0", "optimizer.lr must be > 0"),
+        ("trainer.patience=-1", "trainer.patience must be >= 1"),
+        ("trainer.accum_steps=0", "trainer.accum_steps must be >= 1"),
+        ("+trainer.epochz=3", "trainer.epochz: unknown key"),
+        ("data.folds.method=random", "data.folds.method must be one of"),
+    ],
+)
+def test_out_of_range_values_and_unknown_keys_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(compose("train", [override]))
+
+
+def test_every_shipped_preset_is_valid():
+    for preset in sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml")):
+        validate(compose("train", [f"experiment={preset}"]))
+    validate(compose("ensemble"))
+    validate(compose("synth", ["out=x"]))
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["optimizer.lr=abc", "trainer.epochs=many", "scheduler.decay_epochs=3", "optimizer.momentum=0.9"],
+)
+def test_wrong_types_and_keys_of_another_option_fail_at_compose_time(override):
+    # decay_epochs belongs to scheduler=step, momentum to optimizer=sgd: a key that would do nothing
+    with pytest.raises(ConfigCompositionException):
+        compose("train", [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("optimizer.lr=abc", "optimizer.lr"),
+        ("trainer.batch_size=0", "trainer.batch_size"),
+        ("backbone.img_size=-32", "backbone.img_size"),
+        ("trainer.ema_decay=5", "trainer.ema_decay"),
+        ("+trainer.epochz=3", "trainer.epochz"),
+    ],
+)
+def test_cli_config_error_is_one_line_naming_the_key_exit_2(tmp_path, override, key):
+    cmd = [
+        sys.executable,
+        "-m",
+        "multimnist.train",
+        f"paths.experiments={tmp_path}",
+        "backbone=tiny",
+        override,
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ") and key in lines[0]
+    assert not [
+        p for p in tmp_path.rglob("*") if p.suffix in (".pt", ".npy", ".csv", ".yaml")
+    ]  # no run files
+
+
+def test_unknown_group_option_is_one_line_listing_the_options(tmp_path):
+    cmd = [sys.executable, "-m", "multimnist.ensemble", "exp=x", "data=nope"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "data/nope" in lines[0] and "dacon" in lines[0]
+
+
+def test_register_configs_composes_without_importing_an_entry_point():
+    code = (
+        "import sys\n"
+        "from multimnist.config import compose\n"
+        "cfg = compose('train', ['backbone=effnet_b5'])\n"
+        "assert cfg.backbone.name == 'efficientnet_b5' and cfg.backbone.img_size == 256\n"
+        "entries = ('multimnist.train', 'multimnist.ensemble', 'multimnist.synth.__main__')\n"
+        "entry = [m for m in entries if m in sys.modules]\n"
+        "assert not entry, entry\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def _imports(path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return names
+
+
+def test_nothing_in_the_package_or_scripts_imports_the_train_cli():
+    files = [*(REPO / "multimnist").rglob("*.py"), *(REPO / "scripts").glob("*.py")]
+    offenders = [str(p.relative_to(REPO)) for p in files if "multimnist.train" in _imports(p)]
+    assert offenders == []
+
+
+def test_library_modules_know_nothing_of_hydra():
+    entry_points = {"train.py", "ensemble.py", "config.py", "cli.py", "__main__.py"}
+    files = [p for p in (REPO / "multimnist").rglob("*.py") if p.name not in entry_points]
+    offenders = [
+        str(p.relative_to(REPO))
+        for p in files
+        if any(m.split(".")[0] in ("hydra", "omegaconf") for m in _imports(p))
+    ]
+    assert offenders == []
