@@ -12,7 +12,7 @@ REAL ?=
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint demo claims data train sweep ensemble bench bench-synth bench-train bench-precision stats clean
+.PHONY: help setup test test-slow lint demo demo-full pretrain claims data train sweep ensemble bench bench-synth bench-train bench-precision stats clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,6 +52,12 @@ ensemble: setup ## Ensemble the folds of EXP into experiments/EXP/ensemble/submi
 
 demo: setup ## The main job end to end on the embedded default: data, 5 folds, ensemble (~7 min on 2 cores)
 	$(PY) scripts/demo.py
+
+demo-full: setup ## The full task (10-14 letters, any rotation) on a CPU: data, glyph pretraining, fine-tuning, ensemble (~30 min)
+	$(PY) scripts/demo_full.py $(ARGS)
+
+pretrain: setup ## Glyph pretraining: make pretrain BACKBONE=fcn EXP=name ARGS="trainer.epochs=20"
+	$(PY) -m multimnist.pretrain backbone=$(BACKBONE) exp=$(EXP) $(ARGS)
 
 claims: demo ## Re-measure the seed solution's claims (3 more 5-fold CPU runs, ~20 min) into experiments/README.md
 	$(PY) scripts/claims.py

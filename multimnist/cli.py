@@ -18,6 +18,32 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from multimnist.config import register_configs
+from multimnist.data.dacon import DatasetError
+
+# What bad input or a failed run raises: reported as one `error:` line, exit 2.
+EXPECTED_ERRORS = (DatasetError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError)
+
+
+class Interrupted(Exception):
+    """Stopped on request (Ctrl-C) after saving where to resume; the message says so. Exit 130."""
+
+
+def report(job: Callable[[], Any], resume_hint: str | None = None) -> None:
+    """Run an entry point's job: expected errors become one `error:` line (exit 2), an interruption
+    its message (exit 130). Inside `@hydra.main`, so the config is already composed and checked."""
+    try:
+        job()
+    except Interrupted as stopped:
+        print(str(stopped), file=sys.stderr)
+        sys.exit(130)
+    except EXPECTED_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        if resume_hint is None:
+            raise
+        print(f"interrupted; {resume_hint}", file=sys.stderr)
+        sys.exit(130)
 
 
 def describe(err: BaseException) -> str:

@@ -31,6 +31,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from multimnist.data.dacon import DaconLayout
 from multimnist.data.folds import METHODS
 from multimnist.engine import PRECISIONS
+from multimnist.model import GLOBAL_POOLS, HEADS
 from multimnist.synth.compositor import CompositorConfig
 from multimnist.tracking import WANDB_MODES
 from multimnist.tta import AGGREGATIONS, VALID_VIEWS
@@ -108,6 +109,8 @@ class BackboneConfig:
     drop_rate: float = _fraction(0.0)
     drop_path_rate: float | None = _fraction(None)
     img_size: int = _positive(128)
+    global_pool: str = _one_of(GLOBAL_POOLS, "avg")  # avg | max | avgmax | catavgmax (timm's)
+    head: str = _one_of(HEADS, "pooled")  # pooled (timm's) | per_location (multimnist_* backbones)
 
 
 @dataclass
@@ -196,25 +199,31 @@ class LoggerConfig:
 
 
 @dataclass
-class TrainerConfig:
+class LoopConfig:
+    """What every training loop takes: fold training's `trainer` and glyph pretraining's."""
+
     epochs: int = _at_least(1, 10)
     batch_size: int = _at_least(1, 32)
-    num_workers: int = _at_least(0, 2)
+    num_workers: int = _at_least(0, 2)  # DataLoader worker processes; 0 loads in the main process
     precision: str = _one_of(PRECISIONS, "auto")
     channels_last: bool = False
     clip_grad: float | None = _positive(None)
+    seed: int = 0
+    progress: bool = True
+    resume: bool = True
+    stop_after: int | None = _at_least(1, None)  # epochs this invocation; re-run to go on
+    device: str = "auto"
+    overwrite: bool = False
+
+
+@dataclass
+class TrainerConfig(LoopConfig):
     accum_steps: int = _at_least(1, 1)
     ema: bool = False
     ema_decay: float = _fraction(0.999)
     compile: bool = False
     patience: int | None = _at_least(1, None)
     tta_views: int = _one_of(VALID_VIEWS, 4)
-    seed: int = 0
-    progress: bool = True
-    resume: bool = True
-    stop_after: int | None = _at_least(1, None)
-    device: str = "auto"
-    overwrite: bool = False
 
 
 @dataclass
@@ -287,6 +296,34 @@ class SynthConfig:
     glyphs: GlyphsConfig = field(default_factory=GlyphsConfig)
 
 
+@dataclass
+class CropsConfig:
+    """Single-glyph crops for pretraining (multimnist.synth.crops.GlyphCrops)."""
+
+    size: int | None = _positive(None)  # native px; null = 1.5 x compositor.size_max, rounded up to 8
+    image_size: int = _positive(256)  # full images' native size: crops shrink by backbone.img_size / this
+    denoise: bool = True  # keep-255, as data.denoise does for fold training
+    nothing: float = _fraction(0.2)  # share of crops with no centred letter (class 26)
+    neighbours: int = _at_least(0, 2)  # truncated neighbour letters at the borders, 0..this many
+    distractor: float = _fraction(0.3, closed=True)  # chance of one Hangul-like mark
+    per_epoch: int = _at_least(1, 20000)  # crops per epoch (rendered on the fly, never repeated)
+    held_out: float = _fraction(0.1)  # share of glyph families kept out of training, for the accuracy
+    eval_crops: int = _at_least(1, 2000)  # fixed crops of held-out glyphs scored after each epoch
+
+
+@dataclass
+class PretrainConfig:
+    exp: str = "pretrain"
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    backbone: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    crops: CropsConfig = field(default_factory=CropsConfig)
+    trainer: LoopConfig = field(default_factory=LoopConfig)
+    compositor: CompositorConfig = field(default_factory=CompositorConfig)
+    glyphs: GlyphsConfig = field(default_factory=GlyphsConfig)
+
+
 # (group, schema name that an option's defaults list names, dataclass)
 GROUP_SCHEMAS = (
     ("data", "data_schema", DataConfig),
@@ -322,6 +359,7 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="ensemble_schema", node=EnsembleConfig)
     cs.store(name="synth_schema", node=SynthConfig)
+    cs.store(name="pretrain_schema", node=PretrainConfig)
     for group, name, schema in GROUP_SCHEMAS:
         cs.store(group=group, name=name, node=schema)
     OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs, replace=True)
@@ -399,7 +437,12 @@ def loader_args(cfg: DictConfig) -> dict:
 
 def model_args(cfg: DictConfig) -> dict:
     b = cfg.backbone
-    return {k: b[k] for k in ("name", "pretrained", "weights", "in_chans", "drop_rate", "drop_path_rate")}
+    keys = ("name", "pretrained", "weights", "in_chans", "drop_rate", "drop_path_rate")
+    heads = {
+        "global_pool": b.get("global_pool", "avg"),
+        "head": b.get("head", "pooled"),
+    }  # older runs lack them
+    return {k: b[k] for k in keys} | heads
 
 
 def optimizer_args(cfg: DictConfig) -> dict:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,9 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from multimnist import decode, plots
 from multimnist.build import build_datasets, build_model, make_loader, place_model
-from multimnist.cli import run_cli
+from multimnist.cli import report, run_cli
 from multimnist.config import dataset_args, loader_args, model_args, validate
-from multimnist.data.dacon import DaconLayout, DatasetError, read_label_csv
+from multimnist.data.dacon import DaconLayout, read_label_csv
 from multimnist.engine import predict, resolve_device, resolve_precision
 from multimnist.io import atomic_path, save_text
 from multimnist.labels import CSV_COLUMNS, LETTERS
@@ -467,11 +466,7 @@ def format_table(candidates: list[Candidate], chosen: Candidate, report: dict) -
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="ensemble")
 def main(cfg: DictConfig) -> None:
-    try:
-        run_ensemble(cfg)
-    except (EnsembleError, DatasetError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    report(lambda: run_ensemble(cfg))  # EnsembleError is a ValueError
 
 
 if __name__ == "__main__":

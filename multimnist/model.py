@@ -3,6 +3,10 @@
 Two small CNNs are registered with timm so every backbone, tiny or B7, goes through one factory:
 ``multimnist_tiny`` (a few thousand parameters, for tests) and ``multimnist_small`` (a BatchNorm CNN
 that learns the eased CPU demo task in minutes).
+
+`global_pool` picks the presence head's pooling for every backbone: avg | max | avgmax | catavgmax
+(timm's own). Max pooling asks "is this letter anywhere in the image", which is the task. The
+multimnist_* backbones also offer head=per_location: score every place, then pool the scores.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from pathlib import Path
 
 import timm
 import torch
-from timm.models import register_model
+from timm.layers import SelectAdaptivePool2d
+from timm.models import adapt_input_conv, register_model
 from torch import nn
 
 from multimnist.labels import NUM_CLASSES
+
+GLOBAL_POOLS = ("avg", "max", "avgmax", "catavgmax")
 
 
 def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -24,7 +31,13 @@ def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 
 class SmallCNN(nn.Module):
-    """Plain conv-BN-ReLU stages, global average pooling, dropout, linear head."""
+    """Plain conv-BN-ReLU stages, then a presence head.
+
+    head="pooled": global pooling of the features (`global_pool`), dropout, linear (timm's layout).
+    head="per_location": the same linear layer scores every location of the feature map, then
+    `global_pool` reduces each class's scores over the image (max: "is this letter anywhere"). Both
+    heads have the same parameters, so weights move between them (e.g. pretrained on glyph crops).
+    """
 
     def __init__(
         self,
@@ -33,24 +46,50 @@ class SmallCNN(nn.Module):
         num_classes: int = NUM_CLASSES,
         drop_rate: float = 0.0,
         double: bool = False,
+        global_pool: str = "avg",
+        head: str = "pooled",
+        strides: tuple[int, ...] | None = None,
     ):
         super().__init__()
+        check_head(global_pool, head)
         layers, cin = [], in_chans
-        for w in widths:
-            layers.append(_conv_bn(cin, w, 2))
+        for w, stride in zip(widths, strides or (2,) * len(widths), strict=True):
+            layers.append(_conv_bn(cin, w, stride))
             if double:
                 layers.append(_conv_bn(w, w, 1))
             cin = w
         self.features = nn.Sequential(*layers)
-        self.num_features = cin
+        self.num_features, self.head = cin, head
+        # timm's "fast" variants reduce over (H, W) directly: `fastavg` is exactly x.mean((2, 3)).
+        self.global_pool = SelectAdaptivePool2d(pool_type=f"fast{global_pool}", flatten=True)
         self.head_drop = nn.Dropout(drop_rate)
-        self.classifier = nn.Linear(cin, num_classes)
+        fan_in = cin * (self.global_pool.feat_mult() if head == "pooled" else 1)
+        self.classifier = nn.Linear(fan_in, num_classes)
 
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.head_drop(self.features(x).mean((2, 3))))
+        f = self.features(x)
+        if self.head == "pooled":
+            return self.classifier(self.head_drop(self.global_pool(f)))
+        scores = self.classifier(self.head_drop(f.permute(0, 2, 3, 1)))  # [B, H, W, classes]
+        return self.global_pool(scores.permute(0, 3, 1, 2))
+
+
+HEADS = ("pooled", "per_location")
+
+
+def check_head(global_pool: str, head: str) -> None:
+    if global_pool not in GLOBAL_POOLS:
+        raise ValueError(f"backbone.global_pool must be one of {GLOBAL_POOLS}, got {global_pool!r}")
+    if head not in HEADS:
+        raise ValueError(f"backbone.head must be one of {HEADS}, got {head!r}")
+    if head == "per_location" and global_pool == "catavgmax":
+        raise ValueError("backbone.head=per_location pools class scores: use global_pool max, avg or avgmax")
 
 
 def _small_model(widths: tuple[int, ...], double: bool, pretrained: bool, **kwargs) -> SmallCNN:
@@ -73,6 +112,13 @@ def multimnist_small(pretrained: bool = False, **kwargs) -> SmallCNN:
     return _small_model((32, 48, 64, 96), True, pretrained, **kwargs)
 
 
+@register_model
+def multimnist_fcn(pretrained: bool = False, **kwargs) -> SmallCNN:
+    """~0.46M parameters, stride 8 (the last stage keeps the resolution): a letter detector map for
+    the full task, where 10-14 letters share an image and a per-location head scores each place."""
+    return _small_model((32, 64, 96, 128), True, pretrained, strides=(2, 2, 2, 1), **kwargs)
+
+
 def build_model(
     name: str,
     pretrained: bool = False,
@@ -81,21 +127,95 @@ def build_model(
     drop_rate: float = 0.0,
     drop_path_rate: float | None = None,
     num_classes: int = NUM_CLASSES,
+    global_pool: str = "avg",
+    head: str = "pooled",
 ) -> nn.Module:
-    """`timm.create_model` with a `num_classes`-way head.
+    """`timm.create_model` with a `num_classes`-way head behind `global_pool` pooling.
 
-    `pretrained` downloads timm's weights when reachable; `weights` loads a local timm checkpoint file
-    instead (adapted to `in_chans` and the new head by timm). Neither happens by default.
+    `pretrained` downloads timm's weights when reachable; `weights` loads a local file on top
+    (`load_weights`: a glyph-pretraining weights file, a run's best.pt, or a timm checkpoint).
+    Neither happens by default.
     """
-    kwargs = {
-        "num_classes": num_classes,
-        "in_chans": in_chans,
-        "drop_rate": drop_rate,
-        "drop_path_rate": drop_path_rate,
-    }
+    check_head(global_pool, head)
+    extra = {}
+    if head != "pooled":
+        if not name.startswith("multimnist_"):
+            raise ValueError(
+                f"backbone.head={head} is built into the multimnist_* backbones; for {name} use "
+                "head=pooled with global_pool=max"
+            )
+        extra["head"] = head
+    model = timm.create_model(
+        name,
+        pretrained=pretrained,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+        global_pool=global_pool,
+        **extra,
+    )
     if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: backbone weights file not found")
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
-    return timm.create_model(name, pretrained=pretrained, **kwargs)
+        load_weights(model, weights)
+    return model
+
+
+def _state_dict_of(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: backbone weights file not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and torch errors alike: one line naming the file
+        raise ValueError(f"{path}: not a readable weights file ({err.__class__.__name__})") from None
+    for key in (
+        "model",
+        "state_dict",
+    ):  # multimnist's weights.pt / best.pt / last.pt, or a Lightning-style file
+        if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
+            ckpt = ckpt[key]
+    if not isinstance(ckpt, dict) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        raise ValueError(f"{path}: holds no state dict of tensors")
+    return ckpt
+
+
+def load_weights(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
+    """Load a weights file into `model`, adapting what differs only in the head or the input channels.
+
+    - A classifier with more classes (glyph pretraining's 27: 26 letters + "nothing") gives its first
+      rows, so each letter's output starts as that letter's glyph detector; other head shapes are left
+      at their fresh initialisation.
+    - A first convolution for 3 channels is summed to 1 (timm's `adapt_input_conv`), and back.
+    Anything else missing or mis-shaped is an error naming the file. Returns what was adapted/skipped.
+    """
+    path = Path(path)
+    source, target = _state_dict_of(path), model.state_dict()
+    classifier = model.get_classifier()
+    head = {f"{n}.{p}" for n, m in model.named_modules() if m is classifier for p in ("weight", "bias")}
+    state, adapted, skipped = {}, [], []
+    for key, want in target.items():
+        have = source.get(key)
+        if have is None or have.shape == want.shape:
+            if have is not None:
+                state[key] = have
+        elif key in head and have.shape[1:] == want.shape[1:] and have.shape[0] > want.shape[0]:
+            state[key] = have[: want.shape[0]]  # the first classes of a wider head (27 -> 26)
+            adapted.append(key)
+        elif key in head:
+            skipped.append(key)
+        elif have.ndim == 4 and have.shape[0] == want.shape[0] and have.shape[2:] == want.shape[2:]:
+            state[key] = adapt_input_conv(want.shape[1], have)  # 3 input channels -> 1, or 1 -> 3
+            adapted.append(key)
+        else:
+            raise ValueError(
+                f"{path}: {key} has shape {tuple(have.shape)}, the model needs {tuple(want.shape)}"
+            )
+    missing = [
+        k for k in target if k not in state and k not in skipped and not k.endswith("num_batches_tracked")
+    ]
+    if missing:
+        raise ValueError(
+            f"{path}: does not fit this backbone ({len(missing)} of {len(target)} tensors missing, "
+            f"e.g. {missing[0]})"
+        )
+    model.load_state_dict(state, strict=False)
+    return {"adapted": adapted, "skipped": skipped}

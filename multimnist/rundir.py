@@ -81,13 +81,20 @@ def config_differences(old: dict, new: dict, limit: int = 6) -> list[str]:
     return out + ([f"... and {len(keys) - limit} more"] if len(keys) > limit else [])
 
 
-def inspect(run_dir: Path, config: dict, overwrite: bool) -> RunState:
+def inspect(
+    run_dir: Path,
+    config: dict,
+    overwrite: bool,
+    results: tuple[str, ...] = RESULTS,
+    finished_mark: str = FINISHED_MARK,
+) -> RunState:
     """The folder's state for a run of `config`; RunConflict when it holds results of another config.
 
     With `overwrite` a conflict is no error: the caller starts over (and deletes the old results).
+    `results` / `finished_mark`: a fold's files by default (glyph pretraining passes its own).
     """
-    present = [name for name in RESULTS if (run_dir / name).is_file()]
-    state = RunState(finished=FINISHED_MARK in present, resumable=LAST in present)
+    present = [name for name in results if (run_dir / name).is_file()]
+    state = RunState(finished=finished_mark in present, resumable=LAST in present)
     stored = run_dir / CONFIG
     if not present or overwrite or not stored.is_file():
         return state

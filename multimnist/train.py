@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ from multimnist.build import (
     make_loader,
     place_model,
 )
-from multimnist.cli import run_cli
+from multimnist.cli import Interrupted, report, run_cli
 from multimnist.config import (
     dataset_args,
     loader_args,
@@ -49,7 +48,7 @@ from multimnist.config import (
     scheduler_args,
     validate,
 )
-from multimnist.data.dacon import DaconImages, DatasetError
+from multimnist.data.dacon import DaconImages
 from multimnist.distributed import Distributed, EpochSampler
 from multimnist.engine import EpochResult, TrainStep, evaluate, predict, resolve_precision, train_one_epoch
 from multimnist.interrupt import StopOnInterrupt
@@ -71,7 +70,7 @@ from multimnist.tracking import RunLog
 log = logging.getLogger("multimnist.train")
 
 
-class TrainingInterrupted(Exception):
+class TrainingInterrupted(Interrupted):
     """Ctrl-C stopped the fold after saving last.pt; the message says where to resume from."""
 
 
@@ -409,20 +408,7 @@ def predict_and_save(fold: Fold) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    try:
-        run_fold(cfg)
-    except (DatasetError, ValueError, FileNotFoundError, FloatingPointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except TrainingInterrupted as stopped:
-        print(str(stopped), file=sys.stderr)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        print(
-            "interrupted; last.pt holds the last finished epoch: re-run the same command to resume",
-            file=sys.stderr,
-        )
-        sys.exit(130)
+    report(lambda: run_fold(cfg), "last.pt holds the last finished epoch: re-run the same command to resume")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,12 @@ from omegaconf import ListConfig, OmegaConf
 
 from .conftest import REPO
 
-CONFIG_OF = {"multimnist.train": "train", "multimnist.ensemble": "ensemble", "multimnist.synth": "synth"}
+CONFIG_OF = {
+    "multimnist.train": "train",
+    "multimnist.ensemble": "ensemble",
+    "multimnist.synth": "synth",
+    "multimnist.pretrain": "pretrain",
+}
 
 
 def readme_commands() -> list[str]:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from multimnist.cli import run_cli
+from multimnist.cli import report, run_cli
 from multimnist.config import validate
-from multimnist.data.dacon import DatasetError
 from multimnist.synth.compositor import Compositor, CompositorConfig
 from multimnist.synth.distractors import distractor_bank
 from multimnist.synth.generate import generate
@@ -44,11 +41,7 @@ def run(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="synth")
 def main(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except (DatasetError, FileExistsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    report(lambda: run(cfg))
 
 
 if __name__ == "__main__":

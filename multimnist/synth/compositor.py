@@ -109,7 +109,7 @@ class Compositor:
             if empty:
                 raise ValueError(f"glyph group {g} has no glyph for class {empty[0]}; use fewer glyph_groups")
 
-    def _patch(self, ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def patch(self, ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Scale, rotate and thicken one 28x28 glyph into a tight uint8 patch of composited intensity."""
         cfg = self.cfg
         width = int(rng.integers(cfg.thickness_min, cfg.thickness_max + 1))
@@ -172,12 +172,12 @@ class Compositor:
             NUM_CLASSES, size=k, replace=False
         ).tolist():  # random order: no letter favoured
             row = int(rng.choice(pools[letter]))
-            if self._place(canvas, occupied, self._patch(self.glyphs.images[row], rng), rng):
+            if self._place(canvas, occupied, self.patch(self.glyphs.images[row], rng), rng):
                 out.letters.append(letter)
                 out.glyph_ids.append(int(self.glyphs.ids[row]))
             else:
                 out.dropped.append(letter)
         for _ in range(int(rng.integers(cfg.distractors_min, cfg.distractors_max + 1))):
             mark = self.distractors[int(rng.integers(len(self.distractors)))]
-            self._place(canvas, occupied, self._patch(mark, rng), rng)
+            self._place(canvas, occupied, self.patch(mark, rng), rng)
         return out
