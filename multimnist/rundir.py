@@ -73,9 +73,15 @@ def computed_config(config: dict) -> dict[str, Any]:
     }
 
 
+# Keys added to the config after runs were written, with the value that reproduces those runs: a
+# stored config without the key means that value, so older finished folds still resume and skip.
+ADDED_KEYS = {"backbone.global_pool": "avg", "backbone.head": "pooled"}
+
+
 def config_differences(old: dict, new: dict, limit: int = 6) -> list[str]:
     """`key: old -> new` for the keys of `computed_config` that differ."""
-    a, b = computed_config(old), computed_config(new)
+    a, b = ADDED_KEYS | computed_config(old), computed_config(new)
+    a = {k: v for k, v in a.items() if k in b or k not in ADDED_KEYS}
     keys = sorted(k for k in a.keys() | b.keys() if a.get(k, "<absent>") != b.get(k, "<absent>"))
     out = [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}" for k in keys[:limit]]
     return out + ([f"... and {len(keys) - limit} more"] if len(keys) > limit else [])

@@ -287,3 +287,16 @@ def test_another_configs_run_folder_is_not_reused_unless_overwrite(synth_root, t
     run_fold(fold_cfg(synth_root, tmp_path, *other, "trainer.overwrite=true"))
     assert OmegaConf.load(run / ".hydra" / "config.yaml").optimizer.lr == 0.5
     assert len(pd.read_csv(run / "metrics.csv")) == 2 and (run / "test_logits.npy").is_file()
+
+
+def test_a_run_written_before_a_key_was_added_still_counts_as_the_same_config(synth_root, tmp_path, caplog):
+    cfg = fold_cfg(synth_root, tmp_path, "trainer.epochs=1")
+    run = run_fold(cfg)
+    stored = OmegaConf.load(run / ".hydra" / "config.yaml")
+    del stored.backbone["global_pool"], stored.backbone["head"]  # as written by an older version
+    OmegaConf.save(stored, run / ".hydra" / "config.yaml")
+    with caplog.at_level("INFO"):
+        run_fold(cfg)
+    assert "is finished" in caplog.text
+    with pytest.raises(RunConflict, match="backbone.global_pool: 'avg' -> 'max'"):
+        run_fold(fold_cfg(synth_root, tmp_path, "trainer.epochs=1", "backbone.global_pool=max"))
