@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import hydra
@@ -183,7 +183,9 @@ class Candidate:
 
     def to_json(self) -> dict:
         """The report's record of this candidate (its test predictions left out)."""
-        return {"name": self.name} | {k: v for k, v in asdict(self).items() if k != "test_pred"}
+        return {"name": self.name} | {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name != "test_pred"
+        }
 
 
 def view_columns(views: str) -> list[int] | None:

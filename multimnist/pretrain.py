@@ -138,13 +138,12 @@ def held_out_scores(p: Pretraining) -> dict[str, float]:
 
 def run_epochs(p: Pretraining, runlog: RunLog) -> bool:
     """Train until the last epoch (True) or until trainer.stop_after epochs ran (False)."""
-    t, state = p.cfg.trainer, p.state
-    for ran in range(t.epochs):
-        if state.epoch >= t.epochs:
-            return True
+    t, state, ran = p.cfg.trainer, p.state, 0
+    while state.epoch < t.epochs:
         if t.stop_after is not None and ran >= t.stop_after:
             log.info("stopping after %d epoch(s) as trainer.stop_after says; re-run to resume", ran)
             return False
+        ran += 1
         started = time.perf_counter()
         torch.manual_seed(t.seed * 1000 + state.epoch)  # dropout etc.: a function of (seed, epoch)
         p.train_ds.set_epoch(state.epoch)
@@ -205,16 +204,9 @@ def run_pretrain(cfg: DictConfig) -> Path | None:
     print(
         f"wrote {weights}: held-out glyph top-1 {final['heldout_top1']:.3f} "
         f"after {final['epoch'] + 1} epochs; "
-        f"fine-tune with backbone={_backbone_choice()} backbone.weights={weights}"
+        f"fine-tune the same backbone with backbone.weights={weights}"
     )
     return weights
-
-
-def _backbone_choice() -> str:
-    try:
-        return hydra.core.hydra_config.HydraConfig.get().runtime.choices["backbone"]
-    except ValueError:  # not under @hydra.main (a test or a notebook)
-        return "B"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="pretrain")
