@@ -5,9 +5,12 @@
 Data: eased but realistic (2-4 letters of 64-120 px, rotation within +-15 degrees, noise and 2-5
 Hangul-like distractors; 8,000 train + 2,000 test), made with the chosen glyph source. Arms:
 (a) the plain loop: four blocks of two 3x3 conv+BN+ReLU (32, 64, 128, 256) with 2x max-pool, global
-    max pooling, linear head; Adam 1e-3 constant, bf16, batch 32, `--loop-epochs` epochs on all
-    training images at 64 px, keep-255 denoise, threshold 0.5;
-(b) `python -m multimnist.train <preset> fold=0..4 -m` then the ensemble (its OOF-chosen decoding).
+    max pooling, linear head; Adam 1e-3 constant, bf16, batch 32, on all training images at 64 px,
+    keep-255 denoise, threshold 0.5; it trains as many whole epochs as fit in arm (b)'s wall time
+    (or `--loop-epochs`);
+(b) the `cpu` preset's glyph pretraining (as `make demo` runs it; `--no-pretrain` skips it), then
+    `python -m multimnist.train <preset> backbone.weights=... fold=0..4 -m` and the ensemble (its
+    OOF-chosen decoding).
 Prints each arm's wall time, test accuracy and the share of the all-zeros->perfect gap it closes.
 A recipe is judged here on glyphs it was not shaped on: run it with both glyph sources.
 """
@@ -30,6 +33,9 @@ from multimnist.build import make_loader
 from multimnist.data.cache import cached_images
 from multimnist.data.dacon import DaconImages, DaconLayout, load_split
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from demo import pretrain_cpu  # noqa: E402  (the glyph pretraining `make demo` runs)
+
 ROOT = Path(__file__).resolve().parents[1]
 EASED = [
     "compositor.letters_min=2",
@@ -50,8 +56,9 @@ def plain_net() -> nn.Module:
     return nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(256, 26))
 
 
-def plain_loop(data: Path, epochs: int) -> tuple[float, float]:
-    """(test accuracy, seconds) of the plain loop, data decoding included."""
+def plain_loop(data: Path, epochs: int | None, budget: float | None) -> tuple[float, float, int]:
+    """(test accuracy, seconds, epochs) of the plain loop, data decoding included: `epochs` epochs, or
+    as many whole epochs as fit in `budget` seconds (the last one's length predicts the next)."""
     start = time.perf_counter()
     torch.manual_seed(0)
     layout = DaconLayout(data)
@@ -63,7 +70,9 @@ def plain_loop(data: Path, epochs: int) -> tuple[float, float]:
     model, loss_fn = plain_net(), nn.BCEWithLogitsLoss()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     train = torch.utils.data.DataLoader(sets["train"], batch_size=32, shuffle=True)
-    for _ in range(epochs):
+    done = 0
+    while epochs is None or done < epochs:
+        epoch_start = time.perf_counter()
         model.train()
         for x, y, _ in train:
             with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -72,26 +81,42 @@ def plain_loop(data: Path, epochs: int) -> tuple[float, float]:
             opt.zero_grad()
             loss.backward()
             opt.step()
+        done += 1
+        now = time.perf_counter()
+        if budget is not None and now + (now - epoch_start) - start > budget:
+            break
     model.eval()
     preds, labels = [], []
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         for x, y, _ in make_loader(sets["test"], batch_size=128):
             preds.append((model(x).float() > 0).numpy())
             labels.append(y.numpy() > 0.5)
-    return float((np.concatenate(preds) == np.concatenate(labels)).mean()), time.perf_counter() - start
+    acc = float((np.concatenate(preds) == np.concatenate(labels)).mean())
+    return acc, time.perf_counter() - start, done
 
 
-def preset_run(data: Path, preset: list[str], exps: Path, exp: str) -> tuple[float, float, float]:
-    """(test accuracy, OOF accuracy, seconds) of a 5-fold preset sweep and its ensemble."""
+def preset_run(
+    data: Path, preset: list[str], exps: Path, exp: str, pretrain: bool
+) -> tuple[float, float, float]:
+    """(test accuracy, OOF accuracy, seconds) of a 5-fold preset sweep and its ensemble. The seconds of
+    the first, complete run are kept in <exp>/bench_recipe.json: a re-run reuses the finished folds
+    but still gives the loop the preset's real budget. `pretrain`: the `cpu` preset's glyph pretraining
+    (as `make demo` runs it) first, inside the budget, its weights loaded by every fold."""
+    timing = exps / exp / "bench_recipe.json"
     start, py = time.perf_counter(), sys.executable
     common = [f"data.root={data}", f"exp={exp}", f"paths.experiments={exps}"]
+    if pretrain:
+        preset = [*preset, pretrain_cpu(exps, f"{exp}_glyphs")]
     train = [py, "-m", "multimnist.train", *common, *preset, "trainer.progress=false", "fold=0,1,2,3,4", "-m"]
     subprocess.run(train, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     subprocess.run(
         [py, "-m", "multimnist.ensemble", *common], check=True, cwd=ROOT, stdout=subprocess.DEVNULL
     )
     report = json.loads((exps / exp / "ensemble" / "ensemble.json").read_text())
-    return report["test_accuracy"], report["oof_accuracy"], time.perf_counter() - start
+    if not timing.is_file():
+        timing.write_text(json.dumps({"seconds": time.perf_counter() - start}) + "\n")
+    seconds = json.loads(timing.read_text())["seconds"]
+    return report["test_accuracy"], report["oof_accuracy"], seconds
 
 
 def main() -> int:
@@ -99,7 +124,14 @@ def main() -> int:
     parser.add_argument("--glyphs", default="procedural", choices=("procedural", "dacon7"))
     parser.add_argument("--glyphs-path", default=None)
     parser.add_argument("--preset", default="experiment=cpu", help="train overrides of arm (b)")
-    parser.add_argument("--loop-epochs", type=int, default=8)
+    parser.add_argument(
+        "--loop-epochs", type=int, default=None, help="fixed epochs (default: the preset's wall time)"
+    )
+    parser.add_argument(
+        "--no-pretrain",
+        action="store_true",
+        help="arm (b) without the cpu preset's vgg_narrow glyph pretraining (presets with other backbones)",
+    )
     parser.add_argument("--experiments", default=str(ROOT / "experiments"))
     args = parser.parse_args()
     data = ROOT / "data" / f"recipe_{args.glyphs}"
@@ -119,11 +151,13 @@ def main() -> int:
     floor = float(1 - answers.mean())
     preset = shlex.split(args.preset)
     exp = f"recipe_{args.glyphs}_" + "_".join(p.replace("=", "-").replace(".", "-") for p in preset)
+    exp += "_scratch" if args.no_pretrain else ""
     rows = []
-    acc, seconds = plain_loop(data, args.loop_epochs)
-    rows.append((f"plain loop, {args.loop_epochs} epochs", acc, None, seconds))
-    acc, oof, seconds = preset_run(data, preset, Path(args.experiments), exp)
-    rows.append((f"multimnist.train {args.preset}, 5 folds + ensemble", acc, oof, seconds))
+    acc, oof, budget = preset_run(data, preset, Path(args.experiments), exp, not args.no_pretrain)
+    how = "5 folds + ensemble" if args.no_pretrain else "glyph pretraining + 5 folds + ensemble"
+    rows.append((f"multimnist.train {args.preset}, {how}", acc, oof, budget))
+    acc, seconds, epochs = plain_loop(data, args.loop_epochs, None if args.loop_epochs else budget)
+    rows.insert(0, (f"plain loop, {epochs} epochs", acc, None, seconds))
     print(f"data: {data.name} ({args.glyphs} glyphs, 2-4 letters, 64-120 px, +-15 deg), floor {floor:.4f}")
     for name, acc, oof, seconds in rows:
         gap = (acc - floor) / (1 - floor)

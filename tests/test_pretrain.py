@@ -10,7 +10,7 @@ import torch
 from multimnist.build import build_model
 from multimnist.config import compose
 from multimnist.labels import NUM_CLASSES
-from multimnist.model import load_weights
+from multimnist.model import SmallCNN, load_weights
 from multimnist.pretrain import CLASSES, WEIGHTS, run_pretrain
 from multimnist.synth.compositor import Compositor, CompositorConfig
 from multimnist.synth.crops import NOTHING, GlyphCrops, split_glyphs
@@ -42,6 +42,20 @@ def test_max_pooling_answers_where_average_pooling_dilutes():
     with torch.no_grad():
         assert torch.allclose(model(x), model(big), atol=1e-5)
         assert not torch.allclose(avg(x), avg(big), atol=1e-3)
+
+
+def test_vgg_backbones_convolve_at_full_resolution_and_max_pool_between_stages():
+    model = build_model("multimnist_vgg_narrow")
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    pools = [m for m in model.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    assert len(convs) == 8 and all(c.stride == (1, 1) for c in convs)
+    assert len(pools) == 4
+    assert model.forward_features(torch.zeros(1, 1, 64, 64)).shape == (1, 128, 4, 4)
+    strided = build_model("multimnist_small")  # the stride-2 design: the same output grid, no pools
+    assert strided.forward_features(torch.zeros(1, 1, 64, 64)).shape[2:] == (4, 4)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in strided.modules())
+    with pytest.raises(ValueError, match="downsample must be one of"):
+        SmallCNN((8,), downsample="avgpool")
 
 
 def test_per_location_head_scores_each_place_then_takes_the_best():
