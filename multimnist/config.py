@@ -109,7 +109,7 @@ class BackboneConfig:
     drop_rate: float = _fraction(0.0)
     drop_path_rate: float | None = _fraction(None)
     img_size: int = _positive(128)
-    global_pool: str = _one_of(GLOBAL_POOLS, "avg")  # avg | max | avgmax | catavgmax (timm's)
+    global_pool: str = _one_of(GLOBAL_POOLS, "avg")  # avg | max | avgmax | catavgmax (timm's) | lse
     head: str = _one_of(HEADS, "pooled")  # pooled (timm's) | per_location (multimnist_* backbones)
 
 

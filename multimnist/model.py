@@ -6,12 +6,14 @@ Small CNNs are registered with timm so every backbone, tiny or B7, goes through 
 is the `cpu` preset's) and ``multimnist_fcn`` (stride 8, for the full task).
 
 `global_pool` picks the presence head's pooling for every backbone: avg | max | avgmax | catavgmax
-(timm's own). Max pooling asks "is this letter anywhere in the image", which is the task. The
-multimnist_* backbones also offer head=per_location: score every place, then pool the scores.
+(timm's own); the multimnist_* backbones also take lse (log-mean-exp, a smooth max). Max pooling
+asks "is this letter anywhere in the image", which is the task. The multimnist_* backbones also
+offer head=per_location: score every place, then pool the scores.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import timm
@@ -22,13 +24,24 @@ from torch import nn
 
 from multimnist.labels import NUM_CLASSES
 
-GLOBAL_POOLS = ("avg", "max", "avgmax", "catavgmax")
+GLOBAL_POOLS = ("avg", "max", "avgmax", "catavgmax", "lse")
 
 
 def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
     )
+
+
+class LogMeanExp(nn.Module):
+    """global_pool="lse": log(mean(exp(x))) over the places, per channel: a smooth max that lies
+    between the average and the max, and passes gradient to every place, not only the best one."""
+
+    def feat_mult(self) -> int:
+        return 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float().flatten(2).logsumexp(-1) - math.log(x.shape[2] * x.shape[3])
 
 
 class SmallCNN(nn.Module):
@@ -70,7 +83,10 @@ class SmallCNN(nn.Module):
         self.features = nn.Sequential(*layers)
         self.num_features, self.head = cin, head
         # timm's "fast" variants reduce over (H, W) directly: `fastavg` is exactly x.mean((2, 3)).
-        self.global_pool = SelectAdaptivePool2d(pool_type=f"fast{global_pool}", flatten=True)
+        if global_pool == "lse":
+            self.global_pool = LogMeanExp()
+        else:
+            self.global_pool = SelectAdaptivePool2d(pool_type=f"fast{global_pool}", flatten=True)
         self.head_drop = nn.Dropout(drop_rate)
         fan_in = cin * (self.global_pool.feat_mult() if head == "pooled" else 1)
         self.classifier = nn.Linear(fan_in, num_classes)
@@ -163,6 +179,11 @@ def build_model(
     """
     check_head(global_pool, head)
     extra = {}
+    if global_pool == "lse" and not name.startswith("multimnist_"):
+        raise ValueError(
+            f"backbone.global_pool=lse is built into the multimnist_* backbones; for {name} use "
+            "avg, max, avgmax or catavgmax"
+        )
     if head != "pooled":
         if not name.startswith("multimnist_"):
             raise ValueError(

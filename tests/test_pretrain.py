@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +12,7 @@ import torch
 from multimnist.build import build_model
 from multimnist.config import compose
 from multimnist.labels import NUM_CLASSES
-from multimnist.model import SmallCNN, load_weights
+from multimnist.model import LogMeanExp, SmallCNN, load_weights
 from multimnist.pretrain import CLASSES, WEIGHTS, run_pretrain
 from multimnist.synth.compositor import Compositor, CompositorConfig
 from multimnist.synth.crops import NOTHING, GlyphCrops, split_glyphs
@@ -42,6 +44,25 @@ def test_max_pooling_answers_where_average_pooling_dilutes():
     with torch.no_grad():
         assert torch.allclose(model(x), model(big), atol=1e-5)
         assert not torch.allclose(avg(x), avg(big), atol=1e-3)
+
+
+def test_lse_pooling_is_a_smooth_max_between_average_and_max():
+    pool = LogMeanExp()
+    scores = torch.tensor([0.0, 0.0, 0.0, 4.0]).reshape(1, 1, 2, 2)  # one place sees the letter
+    smooth = pool(scores).item()
+    assert 1.0 < smooth < 4.0  # above the average (1), below the max (4)
+    assert smooth == pytest.approx(math.log((3 + math.exp(4)) / 4), abs=1e-5)
+    assert pool(torch.full((1, 1, 3, 3), 2.5)).item() == pytest.approx(2.5, abs=1e-5)  # agree when flat
+    model = build_model("multimnist_fcn", head="per_location", global_pool="lse").eval()
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        f = model.forward_features(x)
+        per_place = (
+            torch.einsum("bchw,kc->bkhw", f, model.classifier.weight) + model.classifier.bias[:, None, None]
+        )
+        assert torch.allclose(model(x), pool(per_place), atol=1e-4)
+    with pytest.raises(ValueError, match="global_pool=lse is built into the multimnist_"):
+        build_model("resnet18", global_pool="lse")
 
 
 def test_vgg_backbones_convolve_at_full_resolution_and_max_pool_between_stages():
