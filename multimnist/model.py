@@ -178,19 +178,15 @@ def build_model(
     Neither happens by default.
     """
     check_head(global_pool, head)
-    extra = {}
-    if global_pool == "lse" and not name.startswith("multimnist_"):
+    ours = [
+        k for k, on in ((f"head={head}", head != "pooled"), ("global_pool=lse", global_pool == "lse")) if on
+    ]
+    if ours and not name.startswith("multimnist_"):
         raise ValueError(
-            f"backbone.global_pool=lse is built into the multimnist_* backbones; for {name} use "
-            "avg, max, avgmax or catavgmax"
+            f"backbone.{ours[0]} is built into the multimnist_* backbones; for {name} use head=pooled "
+            "with global_pool max, avg, avgmax or catavgmax"
         )
-    if head != "pooled":
-        if not name.startswith("multimnist_"):
-            raise ValueError(
-                f"backbone.head={head} is built into the multimnist_* backbones; for {name} use "
-                "head=pooled with global_pool=max"
-            )
-        extra["head"] = head
+    extra = {"head": head} if head != "pooled" else {}
     model = timm.create_model(
         name,
         pretrained=pretrained,
