@@ -26,8 +26,10 @@ from multimnist.data.dacon import DaconImages, DaconLayout, load_split
 from multimnist.data.folds import folds_filename, load_or_make_folds
 from multimnist.engine import Batching, resolve_device
 from multimnist.gpus import claim_slot
+from multimnist.io import OutputError, ensure_writable
 from multimnist.losses import build_loss
 from multimnist.model import build_model
+from multimnist.rundir import first_line
 
 __all__ = [
     "build_datasets",
@@ -69,6 +71,20 @@ def build_device(name: str) -> tuple[torch.device, IO | None]:
     return device, None
 
 
+def cache_place(root: Path, cache: bool, cache_dir: str | Path | None) -> Path | None:
+    """Where the image cache and the folds file go, checked writable before any work: `cache_dir`,
+    else `<root>/.cache` when caching. None with `cache=false` and no `cache_dir`: nothing is written
+    (the folds are recomputed, deterministically, by each run)."""
+    if cache_dir:
+        return ensure_writable(cache_dir, "data.cache_dir")
+    if not cache:
+        return None
+    try:
+        return ensure_writable(root / ".cache", "data.cache_dir")
+    except OutputError as err:
+        raise OutputError(f"{err} (or data.cache=false to decode images on the fly)") from None
+
+
 def build_datasets(
     layout: Mapping[str, Any],
     fold: int,
@@ -85,10 +101,10 @@ def build_datasets(
     once per dataset (`folds`: n_splits, seed, method), images decoded once into the cache."""
     layout_ = DaconLayout.from_mapping(layout)
     train_split, test_split = load_split(layout_, "train"), load_split(layout_, "test")
-    cache_path = Path(cache_dir) if cache_dir else layout_.root / ".cache"
+    cache_path = cache_place(layout_.root, cache, cache_dir)
     n_splits, folds_seed, method = folds["n_splits"], folds["seed"], folds["method"]
     assignment = load_or_make_folds(
-        cache_path / folds_filename(n_splits, folds_seed, method),
+        cache_path and cache_path / folds_filename(n_splits, folds_seed, method),
         train_split.indices,
         train_split.labels,
         n_splits,
@@ -146,7 +162,10 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     """timm's `create_optimizer_v2` (adam, radam, sgd, lookahead_*, ...); momentum only where given."""
     extra = {} if momentum is None else {"momentum": momentum}
-    return create_optimizer_v2(model, opt=opt, lr=lr, weight_decay=weight_decay, **extra)
+    try:
+        return create_optimizer_v2(model, opt=opt, lr=lr, weight_decay=weight_decay, **extra)
+    except (ValueError, AssertionError) as err:  # timm's registry: an unknown name
+        raise ValueError(f"optimizer.opt={opt}: {first_line(err)} (timm.optim.list_optimizers())") from None
 
 
 class PlateauScheduler:

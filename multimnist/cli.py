@@ -15,10 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from hydra.errors import HydraException
+from hydra.experimental.callback import Callback
 from omegaconf.errors import OmegaConfBaseException
 
 from multimnist.config import register_configs
 from multimnist.data.dacon import DatasetError
+from multimnist.io import OutputError, ensure_writable
 
 # What bad input or a failed run raises: reported as one `error:` line, exit 2.
 EXPECTED_ERRORS = (DatasetError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError)
@@ -37,13 +39,26 @@ def report(job: Callable[[], Any], resume_hint: str | None = None) -> None:
         print(str(stopped), file=sys.stderr)
         sys.exit(130)
     except EXPECTED_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)  # one line, always
         sys.exit(2)
     except KeyboardInterrupt:
         if resume_hint is None:
             raise
         print(f"interrupted; {resume_hint}", file=sys.stderr)
         sys.exit(130)
+
+
+class CheckOutputPlace(Callback):
+    """Hydra callback: a sweep checks `paths.experiments` is writable before Hydra writes its
+    multirun.yaml there, so a read-only or odd place is one line, not Hydra's traceback. (Hydra turns
+    a callback's exceptions into warnings, hence the exit here.)"""
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        try:
+            ensure_writable(config.paths.experiments, "paths.experiments")
+        except OutputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
 
 
 def describe(err: BaseException) -> str:
@@ -57,6 +72,7 @@ def describe(err: BaseException) -> str:
     if keyed is None:
         return re.sub(r"\s*Available options in '(\w+)':\s*", r"; options for \1: ", first)
     detail = " ".join(str(getattr(keyed, "msg", keyed)).split())
+    detail = re.sub(r"\s*full_key: \S+ object_type=\S+", "", detail)  # the key is named already
     override = re.match(r"Error merging override (\S+)", str(err))
     return f"{keyed.full_key}: {detail}" + (f" (override {override.group(1)})" if override else "")
 

@@ -8,6 +8,7 @@ per-epoch schedule at the end of the epoch.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,7 +55,10 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"trainer.device={name}: not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"trainer.device={name} but no GPU is available")
     return device
@@ -176,7 +180,10 @@ def train_one_epoch(
                 where = (
                     f"non-finite loss ({loss.item()})" if not finite else "non-finite loss in another process"
                 )
-                raise FloatingPointError(f"{where} at epoch {epoch}, step {i}")
+                raise FloatingPointError(
+                    f"{where} at epoch {epoch}, step {i}: training diverged "
+                    "(lower optimizer.lr, or set trainer.clip_grad); last.pt holds the epoch before"
+                )
             step.scaler.scale(loss / accum).backward()  # a pass-through unless fp16
         if boundary:
             num_updates, skip = _update(step, num_updates)
@@ -236,6 +243,11 @@ def multilabel_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, floa
     return {"val_acc": acc, "val_auc": auc}
 
 
+# A validation loss this high means training diverged: 1000x the loss of predicting 0.5 for every
+# cell (ln 2, for bce and soft_margin alike); a model that learns anything sits far below 1.
+DIVERGED_LOSS = 1000 * math.log(2)
+
+
 def evaluate(
     model: nn.Module,
     loader: DataLoader,
@@ -257,4 +269,10 @@ def evaluate(
         raise ValueError("validation data has no labels")
     flat = logits[:, 0]
     loss = float(loss_fn(torch.from_numpy(flat), torch.from_numpy(labels)).item())
+    if not np.isfinite(flat).all() or loss > DIVERGED_LOSS:
+        what = "NaN or inf logits" if not np.isfinite(flat).all() else f"val_loss {loss:.3g}"
+        raise FloatingPointError(
+            f"epoch {epoch}: validation gave {what}: training diverged "
+            "(lower optimizer.lr, or set trainer.clip_grad); last.pt holds the epoch before"
+        )
     return {"val_loss": loss, **multilabel_metrics(flat, labels)}

@@ -24,12 +24,14 @@ from multimnist.build import build_datasets, build_model, make_loader, place_mod
 from multimnist.cli import report, run_cli
 from multimnist.config import dataset_args, loader_args, model_args, validate
 from multimnist.data.dacon import DaconLayout, read_label_csv
+from multimnist.data.fingerprint import dataset_fingerprint, fingerprint_difference
 from multimnist.engine import predict, resolve_device, resolve_precision
-from multimnist.io import atomic_path, save_text
+from multimnist.io import atomic_path, ensure_writable, save_text
 from multimnist.labels import CSV_COLUMNS, LETTERS
 from multimnist.rundir import (
     BEST,
     CONFIG,
+    DATASET,
     FINISHED_MARK,
     OOF_INDEX,
     OOF_LOGITS,
@@ -37,6 +39,8 @@ from multimnist.rundir import (
     computed_config,
     load_checkpoint,
     load_logits,
+    read_json,
+    read_yaml,
 )
 from multimnist.tta import AGGREGATIONS, aggregate
 
@@ -52,12 +56,13 @@ class EnsembleError(ValueError):
 @dataclass
 class FoldRun:
     path: Path
-    exp: str
+    exp: str  # the experiment folder's name (a copied or renamed experiment is keyed by its folder)
     fold: int
     config: DictConfig
     oof: np.ndarray  # [n_val, V, 26]
     oof_index: np.ndarray  # [n_val]
     test: np.ndarray  # [n_test, V, 26]
+    dataset: dict | None = None  # the trained-on data's fingerprint (dataset.json; older runs lack it)
 
     @property
     def config_hash(self) -> str:
@@ -71,17 +76,18 @@ def load_run(path: Path) -> FoldRun:
     missing = [str(f) for f in (*LOGITS, CONFIG) if not (path / f).is_file()]
     if missing:
         raise EnsembleError(f"{path}: not a finished fold run (missing {', '.join(missing)})")
-    cfg = OmegaConf.load(path / CONFIG)
-    try:
-        arrays = [load_logits(path / f) for f in LOGITS]
+    try:  # every file read back through rundir's checked readers: a damaged one is one line
+        cfg = OmegaConf.create(read_yaml(path / CONFIG, "re-run the fold with trainer.overwrite=true"))
+        oof, oof_index, test = (load_logits(path / f, finite=True) for f in LOGITS)
+        dataset = read_json(path / DATASET) if (path / DATASET).is_file() else None
     except ValueError as err:
         raise EnsembleError(str(err)) from None
-    oof, oof_index, test = arrays
     if oof.ndim != 3 or test.ndim != 3 or oof.shape[-1] != len(LETTERS) or len(oof) != len(oof_index):
         raise EnsembleError(f"{path}: logits have shapes {oof.shape}, {oof_index.shape}, {test.shape}")
-    return FoldRun(
-        path, str(cfg.exp), int(cfg.fold), cfg, oof.astype(np.float32), oof_index, test.astype(np.float32)
-    )
+    if "fold" not in cfg or "data" not in cfg:
+        raise EnsembleError(f"{path / CONFIG}: no fold or data key; not a config written by multimnist.train")
+    oof, test = oof.astype(np.float32), test.astype(np.float32)
+    return FoldRun(path, path.parent.name, int(cfg.fold), cfg, oof, oof_index, test, dataset)
 
 
 def most_recent_experiment(experiments: Path) -> str:
@@ -115,8 +121,12 @@ def collect_runs(experiments: Path, names: list[str], allow_partial: bool = Fals
         runs += done
     ref = runs[0]
     for run in runs[1:]:
+        fingerprints = ref.dataset is not None and run.dataset is not None
+        change = fingerprints and fingerprint_difference(ref.dataset, run.dataset)
+        if change:
+            raise EnsembleError(f"{run.path}: trained on other data than {ref.path}: {change}")
         for what, a, b in (
-            ("dataset (data.root)", _root(ref), _root(run)),
+            ("dataset (data.root)", "" if fingerprints else _root(ref), "" if fingerprints else _root(run)),
             ("folds (data.folds)", dict(ref.config.data.folds), dict(run.config.data.folds)),
             ("number of TTA views", ref.oof.shape[1], run.oof.shape[1]),
             ("test set size", len(ref.test), len(run.test)),
@@ -292,7 +302,7 @@ def repredict(run: FoldRun, tta_views: int | None) -> FoldRun:
         )
         for ds, name in ((val_ds, "oof"), (test_ds, "test"))
     )
-    return FoldRun(run.path, run.exp, run.fold, cfg, oof, oof_index, test)
+    return FoldRun(run.path, run.exp, run.fold, cfg, oof, oof_index, test, run.dataset)
 
 
 @dataclass
@@ -311,10 +321,21 @@ class Answers:
 
 def read_answers(root: str | None, runs: list[FoldRun]) -> Answers:
     """The answers of the dataset the runs trained on (`root`, if given, must be that dataset)."""
+    given = root is not None
     root = root or runs[0].config.data.root
-    if str(Path(root).expanduser().resolve()) != _root(runs[0]):
-        raise EnsembleError(f"data.root={root} is not the dataset the runs trained on ({_root(runs[0])})")
     layout = DaconLayout.from_mapping({**OmegaConf.to_container(runs[0].config.data), "root": root})
+    trained_on = runs[0].dataset
+    if trained_on is None:  # an older run: only its path says which data it used
+        if str(Path(root).expanduser().resolve()) != _root(runs[0]):
+            raise EnsembleError(f"data.root={root} is not the dataset the runs trained on ({_root(runs[0])})")
+    else:
+        change = fingerprint_difference(trained_on, dataset_fingerprint(layout))
+        if change:
+            where = f"data.root={root}" if given else f"{root} (the runs' data.root)"
+            raise EnsembleError(
+                f"{where} no longer holds the data {runs[0].path} trained on ({change}). "
+                "Point data.root at that data, or train again on this one"
+            )
     test_answer = layout.path("test_answer")
     answers = Answers(
         read_label_csv(layout.path("train_csv")),
@@ -379,6 +400,7 @@ def run_ensemble(cfg: DictConfig) -> Path:
         print(f"ensembling the most recent experiment: {exp} (set exp=NAME to choose)")
     names = list(e.experiments) or [exp]
     runs = collect_runs(experiments, names, e.allow_partial)
+    out = ensure_writable(experiments / exp / "ensemble", "paths.experiments")
     if e.repredict:
         runs = [repredict(r, e.tta_views) for r in runs]
     answers = read_answers(cfg.data.root, runs)
@@ -391,7 +413,6 @@ def run_ensemble(cfg: DictConfig) -> Path:
     predict_test(candidates, runs, exp_weights, count_range, answers)
     chosen = choose(candidates, e.aggregation, e.views, e.decoding)
 
-    out = experiments / exp / "ensemble"
     write_submission(chosen, answers.sample, out / "submission.csv")
     raw = aggregate(oof, chosen.aggregation, view_columns(chosen.views), weights)
     calibrated = aggregate(oof, chosen.aggregation, view_columns(chosen.views), weights, chosen.temperature)

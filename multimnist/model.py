@@ -187,6 +187,11 @@ def build_model(
             "with global_pool max, avg, avgmax or catavgmax"
         )
     extra = {"head": head} if head != "pooled" else {}
+    if ":" not in name and not timm.is_model(name):  # hf-hub:... names resolve at download
+        raise ValueError(
+            f"backbone.name={name}: not a timm model (list them with timm.list_models('*effnet*')), "
+            "or choose a backbone= option from conf/backbone"
+        )
     model = timm.create_model(
         name,
         pretrained=pretrained,

@@ -35,9 +35,9 @@ from multimnist.build import (
 from multimnist.cli import report, run_cli
 from multimnist.config import model_args, optimizer_args, scheduler_args, validate
 from multimnist.engine import TrainStep, predict, resolve_precision, train_one_epoch
-from multimnist.io import save_text, save_torch
+from multimnist.io import ensure_writable, save_text, save_torch
 from multimnist.labels import NUM_CLASSES
-from multimnist.rundir import CONFIG, LAST, METRICS, load_checkpoint
+from multimnist.rundir import CONFIG, LAST, METRICS, drop_aside, load_checkpoint, restore_aside, set_aside
 from multimnist.rundir import inspect as inspect_run
 from multimnist.state import TrainState
 from multimnist.synth.compositor import Compositor, CompositorConfig
@@ -180,15 +180,31 @@ def run_pretrain(cfg: DictConfig) -> Path | None:
     if found.finished and not start_over:
         log.info("%s is finished; skipping (trainer.resume=false pretrains again)", weights)
         return weights
+    ensure_writable(cfg.paths.experiments, "paths.experiments")
     run_dir.mkdir(parents=True, exist_ok=True)
-    if start_over:
-        for name in RESULTS:
-            (run_dir / name).unlink(missing_ok=True)
+    replacing = start_over and any((run_dir / name).is_file() for name in RESULTS)
+    if replacing:  # kept until this run finishes: a failure brings them back
+        set_aside(run_dir, (*RESULTS, str(CONFIG)))
     save_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / CONFIG)
+    try:
+        weights = pretrain(cfg, run_dir, resume=found.resumable and not start_over)
+    except BaseException:
+        if replacing:
+            restore_aside(run_dir, (*RESULTS, str(CONFIG)))
+            log.warning("%s: restored the pretraining this one was replacing", run_dir)
+        raise
+    if weights is not None:
+        drop_aside(run_dir)
+    return weights
+
+
+def pretrain(cfg: DictConfig, run_dir: Path, resume: bool) -> Path | None:
+    """Build, (resume,) run the epochs and write the weights file; None when paused."""
+    t, weights = cfg.trainer, run_dir / WEIGHTS
     device, gpu_lock = build_device(t.device)
     try:
         p = build_pretraining(cfg, run_dir, device)
-        if found.resumable and not start_over:
+        if resume:
             p.state.load_state_dict(load_checkpoint(run_dir / LAST))
             log.info("resuming %s from epoch %d", run_dir, p.state.epoch)
         runlog = RunLog.resume(run_dir, p.state.epoch) if p.state.epoch else RunLog(run_dir)

@@ -13,11 +13,31 @@ from typing import Any
 import pandas as pd
 
 from multimnist.io import atomic_path
-from multimnist.rundir import METRICS
+from multimnist.rundir import METRICS, first_line
 
 log = logging.getLogger(__name__)
 
 WANDB_MODES = ("online", "offline", "disabled")
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of a metrics.csv, checked: a damaged file, a row cut short or a missing epoch column
+    is one ValueError naming the file (and the line)."""
+    remedy = "delete it (the run keeps its checkpoints) or re-run with trainer.overwrite=true"
+    try:
+        lines = path.read_text().splitlines()
+        rows = pd.read_csv(path).to_dict("records") if lines else []
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: unreadable metrics ({first_line(err)}); {remedy}") from None
+    width = lines[0].count(",") if lines else 0
+    short = next((n for n, line in enumerate(lines[1:], start=2) if line.count(",") != width), None)
+    if short is not None:
+        raise ValueError(
+            f"{path}: line {short} has a different number of fields than the header (cut short?); {remedy}"
+        )
+    if rows and "epoch" not in rows[0]:
+        raise ValueError(f"{path}: no epoch column; not a metrics file written by multimnist.train")
+    return rows
 
 
 class RunLog:
@@ -33,12 +53,7 @@ class RunLog:
     def resume(cls, run_dir: Path, before_epoch: int) -> RunLog:
         """The rows of epochs < before_epoch (a row written after the last checkpoint is dropped)."""
         path = Path(run_dir) / METRICS
-        try:
-            rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path}: unreadable metrics ({err.__class__.__name__}); {err}") from None
-        if rows and "epoch" not in rows[0]:
-            raise ValueError(f"{path}: no epoch column; not a metrics file written by multimnist.train")
+        rows = read_metrics(path) if path.is_file() else []
         return cls(run_dir, [r for r in rows if r["epoch"] < before_epoch])
 
     def start_wandb(
@@ -84,3 +99,31 @@ class RunLog:
         if self._wandb is not None:
             self._wandb.finish()
             self._wandb = None
+
+
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+
+
+class LogFile:
+    """Copy every log record to a run's log file (appending) while the block runs.
+
+    Added by the run itself once it knows it will write (a finished fold skipped on a read-only
+    disk writes nothing), instead of a file handler set up before the run looks at its folder.
+    """
+
+    def __init__(self, path: Path, active: bool = True) -> None:
+        self.path, self.active = Path(path), active
+        self._handler: logging.Handler | None = None
+
+    def __enter__(self) -> LogFile:
+        if self.active:
+            self._handler = logging.FileHandler(self.path)
+            self._handler.setFormatter(logging.Formatter(LOG_FORMAT))
+            logging.getLogger().addHandler(self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handler is not None:
+            logging.getLogger().removeHandler(self._handler)
+            self._handler.close()
+            self._handler = None

@@ -15,6 +15,7 @@ state, run the epochs (each ends in one `Decision`), predict and save.
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -48,24 +49,29 @@ from multimnist.config import (
     scheduler_args,
     validate,
 )
-from multimnist.data.dacon import DaconImages
+from multimnist.data.dacon import DaconImages, DaconLayout
+from multimnist.data.fingerprint import dataset_fingerprint
 from multimnist.distributed import Distributed, EpochSampler
 from multimnist.engine import EpochResult, TrainStep, evaluate, predict, resolve_precision, train_one_epoch
 from multimnist.interrupt import StopOnInterrupt
-from multimnist.io import save_npy, save_text, save_torch
+from multimnist.io import ensure_writable, save_npy, save_text, save_torch
 from multimnist.rundir import (
     BEST,
     CONFIG,
+    DATASET,
     FINISHED_MARK,
     LAST,
     OOF_INDEX,
     OOF_LOGITS,
     RESULTS,
+    drop_aside,
     load_checkpoint,
+    restore_aside,
+    set_aside,
 )
 from multimnist.rundir import inspect as inspect_run
 from multimnist.state import TrainState, fresh_progress
-from multimnist.tracking import RunLog
+from multimnist.tracking import LogFile, RunLog
 
 log = logging.getLogger("multimnist.train")
 
@@ -123,24 +129,17 @@ def run_fold(cfg: DictConfig) -> Path:
         logging.getLogger("multimnist").setLevel(logging.WARNING)
     try:
         run_dir = run_dir_of(cfg)
-        start = prepare_run_dir(cfg, run_dir, dist_)
+        start, replacing = prepare_run_dir(cfg, run_dir, dist_)
         if start is Start.FINISHED:
             return run_dir
-        fold = build_fold(cfg, run_dir, device, dist_)
-        if start is Start.RESUME:
-            restore(fold)
-        runlog = open_runlog(fold)
-        try:
-            decision = run_epochs(fold, runlog)
-            if decision.next is Next.INTERRUPT:
-                raise TrainingInterrupted(decision.message)
-            if decision.next is Next.PAUSE:
-                log.info(decision.message)
-                return run_dir
-            predict_and_save(fold)
-            runlog.summary({"best_val_loss": fold.state.best})
-        finally:
-            runlog.close()
+        with LogFile(run_dir / "train.log", active=dist_.is_main):
+            try:
+                train_fold(cfg, run_dir, device, dist_, start)
+            except BaseException:
+                if replacing and dist_.is_main:  # the replaced run comes back
+                    restore_aside(run_dir, REPLACED)
+                    log.warning("%s: restored the run this one was replacing", run_dir)
+                raise
         return run_dir
     finally:
         dist_.close()
@@ -148,10 +147,41 @@ def run_fold(cfg: DictConfig) -> Path:
             gpu_lock.close()
 
 
-def prepare_run_dir(cfg: DictConfig, run_dir: Path, dist_: Distributed) -> Start:
-    """Decide fresh / resume / skip from what the folder holds, and write this run's config there."""
+def train_fold(
+    cfg: DictConfig, run_dir: Path, device: torch.device, dist_: Distributed, start: Start
+) -> None:
+    """Build, restore, run the epochs, predict; a finished fold drops the run it replaced."""
+    fold = build_fold(cfg, run_dir, device, dist_)
+    if start is Start.RESUME:
+        restore(fold)
+    runlog = open_runlog(fold)
+    try:
+        decision = run_epochs(fold, runlog)
+        if decision.next is Next.INTERRUPT:
+            raise TrainingInterrupted(decision.message)
+        if decision.next is Next.PAUSE:
+            log.info(decision.message)
+            return
+        predict_and_save(fold)
+        runlog.summary({"best_val_loss": fold.state.best})
+    finally:
+        runlog.close()
+    if dist_.is_main:
+        drop_aside(run_dir)
+
+
+# A fold's files set aside (not deleted) while trainer.overwrite=true replaces them.
+REPLACED = (*RESULTS, str(CONFIG), DATASET)
+
+
+def prepare_run_dir(cfg: DictConfig, run_dir: Path, dist_: Distributed) -> tuple[Start, bool]:
+    """Decide fresh / resume / skip from what the folder holds, and write this run's config and data
+    fingerprint there. A finished fold is skipped before anything is written, so a read-only disk
+    still skips it. Returns the start and whether an earlier run was set aside to be replaced."""
     t = cfg.trainer
-    state = inspect_run(run_dir, OmegaConf.to_container(cfg, resolve=True), t.overwrite)  # or RunConflict
+    fingerprint = dataset_fingerprint(DaconLayout.from_mapping(cfg.data))
+    config = OmegaConf.to_container(cfg, resolve=True)
+    state = inspect_run(run_dir, config, t.overwrite, fingerprint=fingerprint)  # or RunConflict
     start_over = t.overwrite or not t.resume
     if state.finished and not start_over:
         log.info(
@@ -159,15 +189,17 @@ def prepare_run_dir(cfg: DictConfig, run_dir: Path, dist_: Distributed) -> Start
             run_dir,
             FINISHED_MARK,
         )
-        return Start.FINISHED
+        return Start.FINISHED, False
+    replacing = start_over and any((run_dir / name).is_file() for name in RESULTS)
     if dist_.is_main:
+        ensure_writable(cfg.paths.experiments, "paths.experiments")
         run_dir.mkdir(parents=True, exist_ok=True)
-        if start_over:  # the old results must not pass for this run's if it is cut short
-            for name in RESULTS:
-                (run_dir / name).unlink(missing_ok=True)
+        if replacing:  # kept until this run finishes: a failure brings them back
+            set_aside(run_dir, REPLACED)
         save_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / CONFIG)
+        save_text(json.dumps(fingerprint, indent=2) + "\n", run_dir / DATASET)
     dist_.barrier()
-    return Start.RESUME if state.resumable and not start_over else Start.FRESH
+    return (Start.RESUME if state.resumable and not start_over else Start.FRESH), replacing
 
 
 def build_fold(cfg: DictConfig, run_dir: Path, device: torch.device, dist_: Distributed) -> Fold:

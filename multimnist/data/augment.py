@@ -27,8 +27,9 @@ def build_transform(spec: Mapping[str, Any]) -> A.BasicTransform:
         args["transforms"] = [build_transform(s) for s in args["transforms"]]
     try:
         return cls(**args)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"augmentation {name}: {err}") from None
+    except (TypeError, ValueError) as err:  # pydantic's ValidationError is a ValueError: one line of it
+        detail = "; ".join(line.strip() for line in str(err).splitlines()[1:3]) or str(err)
+        raise ValueError(f"augmentation {name}: {detail}") from None
 
 
 def build_pipeline(steps: Sequence[Mapping[str, Any]] | None, seed: int | None = None) -> A.Compose | None:

@@ -45,7 +45,11 @@ def cached_images(
     source = source_fingerprint(split)
     path = cache_dir / f"{split.name}-{source}-size{img_size or 'orig'}-denoise{int(denoise)}.npy"
     if path.is_file():
-        return _open(path)
+        try:
+            return _open(path)
+        except (ValueError, OSError) as err:  # damaged outside this code (its own writes are atomic)
+            log.warning("%s: damaged image cache (%s); building it again", path, err.__class__.__name__)
+            path.unlink()
     first = preprocess(decode_gray(split.paths[0]), img_size, denoise)
     shape = (len(split), *first.shape)
     with atomic_path(path) as tmp:

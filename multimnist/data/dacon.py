@@ -159,10 +159,23 @@ def decode_gray(path: Path) -> np.ndarray:
     return img
 
 
-def _check_images(folder: Path, indices: np.ndarray, size: int, csv: Path) -> tuple[Path, ...]:
+def _check_unlisted(folder: Path, present: set[str], listed: set[str], csv: Path, split: str) -> None:
+    """PNGs the CSV does not list: ignored with one warning in train, an error in test (a submission
+    made from the template would silently leave those images out)."""
+    unlisted = sorted(n for n in present - listed if n.lower().endswith(".png"))
+    if not unlisted:
+        return
+    what = f"{folder}: {len(unlisted)} PNG(s) not listed in {csv} (e.g. {unlisted[0]})"
+    if split == "test":
+        raise DatasetError(f"{what}; the submission template must list every test image")
+    log.warning("%s; they are not used", what)
+
+
+def _check_images(folder: Path, indices: np.ndarray, size: int, csv: Path, split: str) -> tuple[Path, ...]:
     if not folder.is_dir():
         raise DatasetError(f"{folder}: image folder not found")
     present = set(os.listdir(folder))
+    _check_unlisted(folder, present, {image_name(int(i)) for i in indices}, csv, split)
     paths = []
     warnings: list[str] = []
     for idx in indices:
@@ -207,7 +220,7 @@ def load_split(layout: DaconLayout, split: str) -> Split:
     else:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     indices = frame.index.to_numpy(dtype=np.int64)
-    paths = _check_images(folder, indices, layout.image_size, csv)
+    paths = _check_images(folder, indices, layout.image_size, csv, split)
     return Split(split, indices, paths, labels)
 
 

@@ -32,14 +32,23 @@ def read_glyph_ids(meta_path: Path | str, indices: np.ndarray) -> list[list[int]
     meta_path = Path(meta_path)
     if not meta_path.is_file():
         raise DatasetError(f"{meta_path}: not found; 'group' folds need the generator's meta.csv")
-    meta = pd.read_csv(meta_path, dtype={"glyph_ids": str}, keep_default_na=False)
+    try:
+        meta = pd.read_csv(meta_path, dtype={"glyph_ids": str}, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{meta_path}: not a readable CSV ({' '.join(str(err).split())[:160]})") from None
     if not {"index", "glyph_ids"} <= set(meta.columns):
         raise DatasetError(f"{meta_path}: needs columns 'index' and 'glyph_ids', got {list(meta.columns)}")
-    by_index = dict(zip(meta["index"].astype(np.int64), meta["glyph_ids"], strict=True))
-    missing = [int(i) for i in indices if int(i) not in by_index]
+    try:
+        by_index = dict(zip(meta["index"].astype(np.int64), meta["glyph_ids"], strict=True))
+        glyphs = {i: [int(g) for g in ids.split()] for i, ids in by_index.items()}
+    except ValueError:
+        raise DatasetError(
+            f"{meta_path}: index and glyph_ids must be integers (ids space-separated)"
+        ) from None
+    missing = [int(i) for i in indices if int(i) not in glyphs]
     if missing:
         raise DatasetError(f"{meta_path}: no row for train index {missing[0]} ({len(missing)} missing)")
-    return [[int(g) for g in by_index[int(i)].split()] for i in indices]
+    return [glyphs[int(i)] for i in indices]
 
 
 def glyph_components(glyph_ids: list[list[int]]) -> np.ndarray:
@@ -93,7 +102,7 @@ def assign_folds(
 
 
 def load_or_make_folds(
-    path: Path | str,
+    path: Path | str | None,
     indices: np.ndarray,
     labels: np.ndarray,
     n_splits: int = 5,
@@ -105,10 +114,14 @@ def load_or_make_folds(
 
     Written once per (dataset, n_splits, seed, method) so every fold of a sweep, and every later
     ensemble, agrees on who validated what. Name the file after those four (see `folds_filename`).
+    `path=None` makes them without writing anything (the assignment is deterministic).
     """
-    path = Path(path)
-    if path.is_file():
-        folds = pd.read_csv(path)
+    path = None if path is None else Path(path)
+    if path is not None and path.is_file():
+        try:
+            folds = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+            folds = pd.DataFrame()  # damaged: a cache file, so it is made again below
         if (
             list(folds.columns) == ["index", "fold"]
             and np.array_equal(folds["index"].to_numpy(), indices)
@@ -123,6 +136,8 @@ def load_or_make_folds(
         glyph_ids = read_glyph_ids(meta_path, indices)
     fold = assign_folds(indices, labels, n_splits, seed, method, glyph_ids)
     folds = pd.DataFrame({"index": indices, "fold": fold})
+    if path is None:
+        return folds
     with atomic_path(path) as tmp:
         folds.to_csv(tmp, index=False)
     log.info("wrote %s (%s, %d folds, seed %d)", path, method, n_splits, seed)

@@ -9,13 +9,14 @@ from multimnist.cli import report, run_cli
 from multimnist.config import validate
 from multimnist.synth.compositor import Compositor, CompositorConfig
 from multimnist.synth.distractors import distractor_bank
-from multimnist.synth.generate import generate
+from multimnist.synth.generate import check_out, generate
 from multimnist.synth.glyphs import load_glyphs
 
 
 def run(cfg: DictConfig) -> None:
     """Build the glyph bank and compositor from a composed config and write the dataset."""
     validate(cfg)
+    check_out(cfg.out, cfg.overwrite)  # before the glyph bank, which takes seconds
     glyphs = load_glyphs(cfg.glyphs.source, cfg.glyphs.path, seed=cfg.seed, **cfg.glyphs.options)
     compositor = Compositor(
         CompositorConfig(**cfg.compositor), glyphs, distractor_bank(cfg.seed), seed=cfg.seed

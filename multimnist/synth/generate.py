@@ -7,6 +7,7 @@ on the number of workers. The root is written under a temporary name and renamed
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing as mp
 import os
 import shutil
@@ -21,8 +22,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from multimnist.data.dacon import DaconLayout, image_name
+from multimnist.io import OutputError, ensure_writable
 from multimnist.labels import CSV_COLUMNS, NUM_CLASSES
 from multimnist.synth.compositor import Compositor
+
+log = logging.getLogger(__name__)
 
 _SPLIT_CODE = {"train": 0, "test": 1}
 _CHUNK = 64
@@ -80,6 +84,37 @@ def _write_tables(layout: DaconLayout, ranges: dict, labels: dict, glyphs: list[
     pd.DataFrame({"index": train_ids, "glyph_ids": glyphs}).to_csv(layout.path("meta"), index=False)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_partials(out: Path) -> None:
+    """Remove the half-written roots (`.<name>.partial-<pid>`) that killed generators left beside
+    `out`; a generator still running keeps its own."""
+    for tmp in out.parent.glob(f".{out.name}.partial-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            log.info("removing %s, left by a generator that was stopped", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_out(out: Path | str, overwrite: bool = False) -> None:
+    """`out` can become a dataset root: not a file, empty unless `overwrite`, its parent writable.
+    Cheap: call it before building glyph banks."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"out={out}: a file, not a folder; set out to a new or empty folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out}: exists and is not empty (pass overwrite=true to replace it)")
+    ensure_writable(out.parent, "out", out)
+
+
 def generate(
     out: Path | str,
     compositor: Compositor,
@@ -100,10 +135,10 @@ def generate(
     out = Path(out)
     if n_train < 1 or n_test < 0:
         raise ValueError(f"need n_train >= 1 and n_test >= 0, got {n_train} and {n_test}")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out}: exists and is not empty (pass overwrite=true to replace it)")
+    check_out(out, overwrite)
     start_time = time.perf_counter()
     layout = DaconLayout(out)  # names only: everything is written under `tmp`, then renamed to `out`
+    remove_stale_partials(out)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     folders = {"train": tmp / layout.train_dir, "test": tmp / layout.test_dir}
