@@ -39,13 +39,23 @@ def report(job: Callable[[], Any], resume_hint: str | None = None) -> None:
         print(str(stopped), file=sys.stderr)
         sys.exit(130)
     except EXPECTED_ERRORS as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)  # one line, always
+        print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         if resume_hint is None:
             raise
         print(f"interrupted; {resume_hint}", file=sys.stderr)
         sys.exit(130)
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message on one line. A DataLoader worker's error arrives as "Caught X in DataLoader
+    worker process 0" plus the worker's traceback: its own message is the traceback's last line."""
+    text = str(err)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = text.strip().splitlines()[-1]
+        text = re.sub(r"^[\w.]+(Error|Exception): ", "", last)
+    return " ".join(text.split())
 
 
 class CheckOutputPlace(Callback):

@@ -63,6 +63,12 @@ def _fraction(default: Any = MISSING, closed: bool = False) -> Any:
     return field(default=default, metadata=check(lambda v: 0 <= v < 1, "must be in [0, 1)"))
 
 
+def _folder_name(default: Any = MISSING) -> Any:
+    """An experiment name: one plain folder name (it becomes `<paths.experiments>/<exp>/`)."""
+    ok = lambda v: v not in ("", ".", "..") and "/" not in v and "\\" not in v  # noqa: E731
+    return field(default=default, metadata=check(ok, "must be a plain folder name (no '/', not empty)"))
+
+
 def _one_of(choices: tuple, default: Any = MISSING) -> Any:
     return field(default=default, metadata=check(lambda v: v in choices, f"must be one of {choices}"))
 
@@ -235,7 +241,7 @@ class PathsConfig:
 class TrainConfig:
     """Top-level keys; each group is typed by the schema its option names (see GROUP_SCHEMAS)."""
 
-    exp: str = "default"
+    exp: str = _folder_name("default")
     fold: int = _at_least(0, 0)
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: Any = None
@@ -259,7 +265,9 @@ class EnsembleOptions:
     aggregation: str = _one_of(("auto", *AGGREGATIONS), "auto")
     views: str = _one_of(("auto", "identity", "all"), "auto")
     decoding: str = _one_of(("auto", "fixed_0.5", "fixed_0.6", "global", "per_class", "count_aware"), "auto")
-    count_range: list[int] | None = None
+    count_range: list[int] | None = field(
+        default=None, metadata=check(lambda v: len(v) == 2, "must be [low, high]")
+    )
     temperature: bool = True
     repredict: bool = False
     tta_views: int | None = _one_of(VALID_VIEWS, None)
@@ -269,7 +277,7 @@ class EnsembleOptions:
 
 @dataclass
 class EnsembleConfig:
-    exp: str | None = None
+    exp: str | None = _folder_name(None)
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: Any = None
     ensemble: EnsembleOptions = field(default_factory=EnsembleOptions)
@@ -313,7 +321,7 @@ class CropsConfig:
 
 @dataclass
 class PretrainConfig:
-    exp: str = "pretrain"
+    exp: str = _folder_name("pretrain")
     paths: PathsConfig = field(default_factory=PathsConfig)
     backbone: Any = None
     optimizer: Any = None

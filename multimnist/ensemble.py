@@ -289,6 +289,10 @@ def repredict(run: FoldRun, tta_views: int | None) -> FoldRun:
     model, batching = place_model(
         build_model(**model_args(cfg)), device, cfg.backbone.in_chans, t.channels_last
     )
+    if not (run.path / BEST).is_file():
+        raise EnsembleError(
+            f"{run.path / BEST}: not found, nothing to re-predict from (ensemble.repredict=false)"
+        )
     model.load_state_dict(load_checkpoint(run.path / BEST)["model"])
     (oof, oof_index, _), (test, _, _) = (
         predict(

@@ -67,6 +67,10 @@ class Pretraining:
 def crop_sizes(cfg: DictConfig) -> tuple[int, int]:
     """The crop's native side and its side after the training resize (backbone.img_size / image_size)."""
     native = cfg.crops.size or int(math.ceil(1.5 * cfg.compositor.size_max / 8) * 8)
+    if native > cfg.crops.image_size:
+        raise ValueError(
+            f"crops.size={native} is larger than the full images (crops.image_size={cfg.crops.image_size})"
+        )
     return native, max(8, round(native * cfg.backbone.img_size / cfg.crops.image_size))
 
 

@@ -19,9 +19,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from multimnist.config import ConfigError, compose, validate
 from multimnist.data.dacon import DaconLayout, load_split
 from multimnist.engine import Batching, Precision, evaluate
 from multimnist.synth.generate import generate
+from multimnist.synth.glyphs import load_glyphs
 
 from .conftest import small_run_args
 
@@ -141,6 +143,15 @@ def _cache_blocked(w: World) -> list[str]:
     return [a for a in w.train_args("cache_blocked", data=data) if not a.startswith("data.cache_dir=")]
 
 
+def _png_cut_short(w: World) -> list[str]:
+    """A PNG whose header is whole but whose pixels are cut off: only decoding (in a loader worker,
+    with no cache) finds it."""
+    data = w.copy_data("png_cut")
+    png = data / "dirty_mnist_2nd" / "00005.png"
+    png.write_bytes(png.read_bytes()[:200])
+    return w.train_args("png_cut", "data.cache=false", "trainer.num_workers=1", data=data)
+
+
 def _template_short(w: World) -> list[str]:
     data = w.copy_data("short_template")
     sample = data / "sample_submission.csv"
@@ -248,6 +259,7 @@ CASES: list[tuple[str, str, Callable[[World], list[str]], tuple[str, ...]]] = [
     ),
     # data identity
     ("other data at the same path", "train", _regenerated_data, ("other data", "label CSVs differ")),
+    ("image cut short, found in a worker", "train", _png_cut_short, ("00005.png", "cannot be decoded")),
     ("template lists fewer test ids", "train", _template_short, ("sample_submission.csv", "not listed")),
 ]
 
@@ -381,3 +393,22 @@ def test_an_exploded_or_nan_validation_stops_naming_the_epoch(gain, what):
         evaluate(model, loader, loss, cpu, Precision("fp32", None), progress=False, epoch=3)
     torch.nn.init.constant_(model[1].weight, 0.01)  # a sane model passes
     assert evaluate(model, loader, loss, cpu, Precision("fp32", None), progress=False)["val_loss"] < 1
+
+
+@pytest.mark.parametrize(
+    ("config", "override", "message"),
+    [
+        ("train", "exp=a/b", "exp must be a plain folder name"),
+        ("train", "exp=", "exp must be a plain folder name"),
+        ("pretrain", "exp=..", "exp must be a plain folder name"),
+        ("ensemble", "ensemble.count_range=[5]", r"ensemble.count_range must be \[low, high\]"),
+    ],
+)
+def test_names_and_shapes_a_schema_type_cannot_say_are_checked(config, override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(compose(config, [override]))
+
+
+def test_an_unknown_glyph_source_option_names_the_key():
+    with pytest.raises(ValueError, match="glyphs.options.foo: not an option of glyphs=procedural"):
+        load_glyphs("procedural", foo=1)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import gzip
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,6 +238,12 @@ def load_glyphs(
     source: str, path: str | os.PathLike | list | None = None, seed: int = 0, **options
 ) -> GlyphBank:
     """The glyph bank for a config's `glyphs` group (source + path + source-specific options)."""
+    readers = {"procedural": procedural_bank, "dacon7": read_dacon7, "emnist": read_emnist}
+    if source in readers:
+        known = inspect.signature(readers[source]).parameters
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(f"glyphs.options.{unknown[0]}: not an option of glyphs={source}")
     if source == "procedural":
         return procedural_bank(seed=seed, **options)
     if path is None:
