@@ -12,17 +12,18 @@ REAL ?=
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint demo demo-full pretrain claims claims-full data train sweep ensemble bench bench-synth bench-train bench-precision bench-recipe stats clean
+.PHONY: help setup test test-slow lint demo demo-full pretrain claims claims-full data show-data train sweep ensemble curves predict bench bench-synth bench-train bench-precision bench-recipe stats clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev,launchers]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,launchers,wandb,search]'
+	$(PY) -m pip check
 	touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv and install the package with dev tools (re-runs only when pyproject.toml changes)
+setup: $(STAMP) ## Create .venv and install the package, dev tools and extras against constraints.txt (re-runs when either changes)
 
 test: setup ## Run the fast test suite (< 10 min on 2 cores)
 	$(PY) -m pytest -q
@@ -37,6 +38,9 @@ lint: setup ## ruff check + format check
 data: setup ## Generate the realistic synthetic dataset into $(DATA) (N_TRAIN, N_TEST, SEED to change)
 	$(PY) -m multimnist.synth out=$(DATA) n_train=$${N_TRAIN:-2000} n_test=$${N_TEST:-500} seed=$${SEED:-0} overwrite=true
 
+show-data: setup ## A picture of generated images with their letters (REAL=DIR adds real ones): data_preview.png
+	$(PY) -m multimnist.synth.show out=data_preview.png $(if $(REAL),real=$(REAL)) $(ARGS)
+
 stats: setup ## Print realism statistics of $(DATA), beside a folder of real images if REAL=DIR is given
 	test -d $(DATA) || $(MAKE) data
 	$(PY) -m multimnist.synth.stats $(DATA) $(REAL)
@@ -49,6 +53,12 @@ sweep: setup ## Train the folds (Hydra multirun): make sweep BACKBONE=effnet_b5 
 
 ensemble: setup ## Ensemble the folds of EXP into experiments/EXP/ensemble/submission.csv
 	$(PY) -m multimnist.ensemble exp=$(EXP) $(ARGS)
+
+curves: setup ## Training curves of EXP's folds, finished or running: experiments/EXP/curves.png
+	$(PY) scripts/curves.py $(EXP)
+
+predict: setup ## Predict a folder of PNGs with an ensembled EXP: make predict EXP=name IMAGES=DIR OUT=pred.csv
+	$(PY) -m multimnist.predict exp=$(EXP) images=$(IMAGES) out=$${OUT:-predictions.csv} $(ARGS)
 
 demo: setup ## The main job end to end on the embedded default: data, 5 folds, ensemble (~7 min on 2 cores)
 	$(PY) scripts/demo.py

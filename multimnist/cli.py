@@ -30,11 +30,11 @@ class Interrupted(Exception):
     """Stopped on request (Ctrl-C) after saving where to resume; the message says so. Exit 130."""
 
 
-def report(job: Callable[[], Any], resume_hint: str | None = None) -> None:
-    """Run an entry point's job: expected errors become one `error:` line (exit 2), an interruption
-    its message (exit 130). Inside `@hydra.main`, so the config is already composed and checked."""
+def report(job: Callable[[], Any], resume_hint: str | None = None) -> Any:
+    """Run an entry point's job and return its value: expected errors become one `error:` line (exit 2),
+    an interruption its message (exit 130). Inside `@hydra.main`, so the config is already composed."""
     try:
-        job()
+        return job()
     except Interrupted as stopped:
         print(str(stopped), file=sys.stderr)
         sys.exit(130)

@@ -230,6 +230,9 @@ class TrainerConfig(LoopConfig):
     compile: bool = False
     patience: int | None = _at_least(1, None)
     tta_views: int = _one_of(VALID_VIEWS, 4)
+    limit_batches: int | None = _at_least(
+        1, None
+    )  # train on only this many batches per epoch (trainer=debug)
 
 
 @dataclass
@@ -305,6 +308,18 @@ class SynthConfig:
 
 
 @dataclass
+class ShowConfig:
+    """A preview grid of generated (and real) images (multimnist.synth.show)."""
+
+    out: str = "data_preview.png"
+    n: int = _at_least(1, 8)
+    seed: int = 0
+    real: str | None = None
+    compositor: CompositorConfig = field(default_factory=CompositorConfig)
+    glyphs: GlyphsConfig = field(default_factory=GlyphsConfig)
+
+
+@dataclass
 class CropsConfig:
     """Single-glyph crops for pretraining (multimnist.synth.crops.GlyphCrops)."""
 
@@ -330,6 +345,20 @@ class PretrainConfig:
     trainer: LoopConfig = field(default_factory=LoopConfig)
     compositor: CompositorConfig = field(default_factory=CompositorConfig)
     glyphs: GlyphsConfig = field(default_factory=GlyphsConfig)
+
+
+@dataclass
+class PredictConfig:
+    """An ensembled experiment applied to a folder of images (multimnist.predict)."""
+
+    exp: str = _folder_name(MISSING)
+    images: str = MISSING
+    out: str = MISSING
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    batch_size: int = _at_least(1, 64)
+    num_workers: int = _at_least(0, 2)
+    device: str = "auto"
+    progress: bool = True
 
 
 # (group, schema name that an option's defaults list names, dataclass)
@@ -368,6 +397,8 @@ def register_configs() -> None:
     cs.store(name="ensemble_schema", node=EnsembleConfig)
     cs.store(name="synth_schema", node=SynthConfig)
     cs.store(name="pretrain_schema", node=PretrainConfig)
+    cs.store(name="predict_schema", node=PredictConfig)
+    cs.store(name="show_schema", node=ShowConfig)
     for group, name, schema in GROUP_SCHEMAS:
         cs.store(group=group, name=name, node=schema)
     OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs, replace=True)

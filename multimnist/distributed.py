@@ -96,15 +96,21 @@ class Distributed:
 class EpochSampler(DistributedSampler):
     """DistributedSampler whose epoch can start part-way, for a run resumed mid-epoch after Ctrl-C.
 
-    Its order is a function of (seed, epoch) alone; `skip` leaves out this process's first indices.
+    Its order is a function of (seed, epoch) alone; `skip` leaves out this process's first indices;
+    `limit` (trainer.limit_batches x batch size) keeps only the first indices of each epoch.
     """
 
-    def __init__(self, dataset: Dataset, dist_: Distributed, seed: int) -> None:
+    def __init__(self, dataset: Dataset, dist_: Distributed, seed: int, limit: int | None = None) -> None:
         super().__init__(dataset, num_replicas=dist_.world_size, rank=dist_.rank, shuffle=True, seed=seed)
         self.skip = 0
+        self.limit = limit
+
+    def _total(self) -> int:
+        n = super().__len__()
+        return n if self.limit is None else min(n, self.limit)
 
     def __iter__(self) -> Iterator[int]:
-        return itertools.islice(super().__iter__(), self.skip, None)
+        return itertools.islice(super().__iter__(), self.skip, self._total())
 
     def __len__(self) -> int:
-        return super().__len__() - self.skip
+        return max(self._total() - self.skip, 0)

@@ -28,6 +28,7 @@ from multimnist.data.fingerprint import dataset_fingerprint, fingerprint_differe
 from multimnist.engine import predict, resolve_device, resolve_precision
 from multimnist.io import atomic_path, ensure_writable, save_text
 from multimnist.labels import CSV_COLUMNS, LETTERS
+from multimnist.report import write_diagnostics, write_page
 from multimnist.rundir import (
     BEST,
     CONFIG,
@@ -316,6 +317,7 @@ class Answers:
     train: pd.DataFrame
     sample: pd.DataFrame
     test: pd.DataFrame | None
+    layout: DaconLayout  # where the images are (the error gallery shows some)
 
     @property
     def floor(self) -> float | None:
@@ -345,6 +347,7 @@ def read_answers(root: str | None, runs: list[FoldRun]) -> Answers:
         read_label_csv(layout.path("train_csv")),
         read_label_csv(layout.path("sample_submission")),
         read_label_csv(test_answer) if test_answer.is_file() else None,
+        layout,
     )
     if len(answers.sample) != len(runs[0].test):
         raise EnsembleError(
@@ -445,8 +448,12 @@ def run_ensemble(cfg: DictConfig) -> Path:
     save_text(json.dumps(report, indent=2) + "\n", out / "ensemble.json")
     if e.plots:
         write_plots(chosen, raw, calibrated, labels, count_range, report["oof_floor"], out)
+        oof_pred = decode_with(chosen, calibrated, count_range)
+        ids = answers.train.index.to_numpy()[rows]
+        write_diagnostics([r.path for r in runs], answers.layout, ids, oof_pred, labels, out)
+    page = write_page(out, report, exp)
     print(format_table(candidates, chosen, report))
-    print(f"wrote {out / 'submission.csv'}, {out / 'ensemble.json'} and plots")
+    print(f"wrote {out / 'submission.csv'}, {out / 'ensemble.json'}, the plots and {page.name}")
     return out
 
 

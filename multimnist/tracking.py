@@ -6,6 +6,7 @@ files go under the run folder (`dir=`). Folds of one experiment share a wandb gr
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,14 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def require_wandb() -> None:
+    """wandb is an optional extra: asking for it without it installed is one line saying how to get it."""
+    if importlib.util.find_spec("wandb") is None:
+        raise ValueError(
+            "logger=wandb needs the wandb package: pip install 'multimnist[wandb]' (or use logger=csv)"
+        )
+
+
 class RunLog:
     """Collects one row per epoch; rewrites metrics.csv atomically after each."""
 
@@ -68,6 +77,7 @@ class RunLog:
     ) -> None:
         if mode not in WANDB_MODES:
             raise ValueError(f"logger.wandb.mode must be one of {WANDB_MODES}, got {mode!r}")
+        require_wandb()
         import wandb
 
         self._wandb = wandb.init(

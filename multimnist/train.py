@@ -61,6 +61,7 @@ from multimnist.rundir import (
     DATASET,
     FINISHED_MARK,
     LAST,
+    METRICS,
     OOF_INDEX,
     OOF_LOGITS,
     RESULTS,
@@ -71,7 +72,7 @@ from multimnist.rundir import (
 )
 from multimnist.rundir import inspect as inspect_run
 from multimnist.state import TrainState, fresh_progress
-from multimnist.tracking import LogFile, RunLog
+from multimnist.tracking import LogFile, RunLog, read_metrics, require_wandb
 
 log = logging.getLogger("multimnist.train")
 
@@ -123,6 +124,8 @@ def run_fold(cfg: DictConfig) -> Path:
     dataset order, and only the main process writes files and logs.
     """
     validate(cfg)
+    if cfg.logger.wandb is not None:
+        require_wandb()  # before any work, not after the data is built
     device, gpu_lock = build_device(cfg.trainer.device)
     dist_ = Distributed.from_env(device)
     if not dist_.is_main:  # one voice: the other processes report only warnings and errors
@@ -213,7 +216,8 @@ def build_fold(cfg: DictConfig, run_dir: Path, device: torch.device, dist_: Dist
     torch.manual_seed(t.seed)
     train_ds, val_ds, test_ds = build_datasets(**dataset_args(cfg))
     # The shuffle order is a function of (seed, epoch) alone (set_epoch); each process gets its share.
-    sampler = EpochSampler(train_ds, dist_, t.seed)
+    limit = None if t.limit_batches is None else t.limit_batches * t.batch_size
+    sampler = EpochSampler(train_ds, dist_, t.seed, limit)
     loading = loader_args(cfg)
     train_loader = make_loader(train_ds, sampler=sampler, **loading)
     val_loader, test_loader = (make_loader(dist_.shard(ds), **loading) for ds in (val_ds, test_ds))
@@ -438,9 +442,19 @@ def predict_and_save(fold: Fold) -> None:
     )
 
 
+def best_val_loss(run_dir: Path) -> float | None:
+    """The fold's lowest validation loss so far (what best.pt holds): a sweeper's objective."""
+    rows = read_metrics(run_dir / METRICS) if (run_dir / METRICS).is_file() else []
+    return min((float(r["val_loss"]) for r in rows), default=None)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> None:
-    report(lambda: run_fold(cfg), "last.pt holds the last finished epoch: re-run the same command to resume")
+def main(cfg: DictConfig) -> float | None:
+    """Returns the fold's best val_loss, so a sweeper (hparams_search=optuna) can minimise it."""
+    return report(
+        lambda: best_val_loss(run_fold(cfg)),
+        "last.pt holds the last finished epoch: re-run the same command to resume",
+    )
 
 
 if __name__ == "__main__":

@@ -131,7 +131,8 @@ def main() -> int:
         + ", ".join(f"{a:.3f}" for a in fold_auc)
     )
     print(
-        f"[demo] submission: {EXPERIMENTS / EXP / 'ensemble' / 'submission.csv'}; report and plots beside it"
+        f"[demo] submission: {EXPERIMENTS / EXP / 'ensemble' / 'submission.csv'}; the report page "
+        f"({EXPERIMENTS / EXP / 'ensemble' / 'report.md'}: curves, worst images, calibration) beside it"
     )
     print(f"[demo] total {time.perf_counter() - t0:.0f} s")
     return 0 if closed >= BAR else 1

@@ -18,6 +18,8 @@ from multimnist import decode
 from multimnist.config import compose
 from multimnist.ensemble import EnsembleError, collect_runs, run_ensemble, validate_submission
 from multimnist.labels import CSV_COLUMNS
+from multimnist.predict import fold_logits, image_split, run_predict
+from multimnist.report import worst_rows
 from multimnist.train import run_fold
 from multimnist.tta import aggregate
 
@@ -210,8 +212,13 @@ def test_end_to_end_from_a_two_fold_sweep_to_submission(synth_root, tmp_path, ca
     assert report["test_accuracy"] == pytest.approx((sub.iloc[:, 1:].to_numpy() == answers).mean())
     assert report["floor"] == pytest.approx(1 - answers.mean())
     assert report["runs"][0]["config_hash"] == report["runs"][1]["config_hash"]  # folds of one config
-    for png in ("accuracy_vs_threshold", "per_letter_accuracy", "reliability", "letters_per_image"):
+    figures = ("accuracy_vs_threshold", "per_letter_accuracy", "reliability", "letters_per_image")
+    figures += ("curves", "error_gallery", "letter_errors")
+    for png in figures:
         assert (out / f"{png}.png").stat().st_size > 1000
+    page = (out / "report.md").read_text()
+    assert f"**{report['chosen']['name']}**" in page and f"{report['test_accuracy']:.4f}" in page
+    assert all(f"]({png}.png)" in page for png in figures)  # every figure on the page
 
     # A fixed decoding is honoured, and re-prediction from checkpoints reproduces the saved logits.
     cfg = compose_ensemble(
@@ -235,6 +242,27 @@ def test_end_to_end_from_a_two_fold_sweep_to_submission(synth_root, tmp_path, ca
     for c in again["candidates"]:
         assert c["oof_accuracy"] == pytest.approx(saved[c["name"]], abs=1e-6)
 
+    # multimnist.predict on the test images reproduces the submission, and each fold's logits.
+    images = synth_root / "test_dirty_mnist_2nd"
+    pred_cfg = compose(
+        "predict",
+        [
+            "exp=tiny2",
+            f"images={images}",
+            f"out={tmp_path / 'pred.csv'}",
+            f"paths.experiments={tmp_path / 'exp'}",
+        ]
+        + ["progress=false", "num_workers=0", "batch_size=7"],  # other batches than training's
+    )
+    predicted = pd.read_csv(run_predict(pred_cfg))
+    submitted = pd.read_csv(out / "submission.csv")
+    pd.testing.assert_frame_equal(predicted[submitted.columns], submitted)
+    assert predicted.filter(like="p_").to_numpy().min() >= 0 and predicted.shape[1] == 1 + 2 * 26
+    run = tmp_path / "exp" / "tiny2" / "fold1"
+    split = image_split(images, 256)
+    logits = fold_logits(run, split, {"batch_size": 7}, "cpu", progress=False)
+    np.testing.assert_allclose(logits, np.load(run / "test_logits.npy"), rtol=1e-5, atol=1e-5)
+
 
 def test_cut_short_logits_stop_the_ensemble_naming_the_file(tmp_path):
     layout = make_root(tmp_path, n_train=4, n_test=2)
@@ -244,3 +272,13 @@ def test_cut_short_logits_stop_the_ensemble_naming_the_file(tmp_path):
     logits.write_bytes(logits.read_bytes()[:100])  # as a copy interrupted by a full disk would leave it
     with pytest.raises(EnsembleError, match=rf"{logits}: unreadable array, cut short or corrupt"):
         collect_runs(tmp_path / "exp", ["a"])
+
+
+def test_worst_rows_are_the_most_wrong_first_and_only_wrong_ones():
+    labels = np.zeros((5, 26), np.uint8)
+    pred = labels.copy()
+    pred[1, :3] = 1  # 3 wrong cells
+    pred[3, :5] = 1  # 5 wrong
+    pred[4, :3] = 1  # 3 wrong, after row 1 in dataset order
+    assert list(worst_rows(pred, labels)) == [3, 1, 4]
+    assert list(worst_rows(pred, labels, n=1)) == [3]

@@ -20,6 +20,8 @@ CONFIG_OF = {
     "multimnist.ensemble": "ensemble",
     "multimnist.synth": "synth",
     "multimnist.pretrain": "pretrain",
+    "multimnist.predict": "predict",
+    "multimnist.synth.show": "show",
 }
 
 
@@ -64,7 +66,10 @@ def test_python_commands_compose(line):
         )
     for a in overrides:
         key, value = a.split("=", 1)
-        if key in ("backbone", "experiment", "preset", "glyphs", "logger") or "/" in key:
+        if (
+            key in ("backbone", "experiment", "preset", "glyphs", "logger", "trainer", "hparams_search")
+            or "/" in key
+        ):
             continue  # group choices: composing them is the check
         node = cfg
         for part in key.split("."):

@@ -7,11 +7,14 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 
 from multimnist.data.cache import cached_images
 from multimnist.data.dacon import DaconImages, DaconLayout, load_split
 from multimnist.data.folds import folds_filename, load_or_make_folds
 from multimnist.synth.stats import dataset_stats
+
+from .conftest import REPO
 
 
 @pytest.mark.slow
@@ -56,3 +59,29 @@ def test_cli_dataset_to_cached_denoised_folds(tmp_path, shared_data):
         assert abs(synth[key] - real[key]) <= 0.10 * real[key], (
             f"{key}: {synth[key]:.4f} vs real {real[key]:.4f}"
         )
+
+
+@pytest.mark.slow
+def test_optuna_search_runs_trials_and_ranks_them(synth_root, tmp_path):
+    # hparams_search=optuna (the `search` extra): 3 trials of a debug-sized fold, each its own
+    # experiment; the sweeper's best value is the best trial's val_loss, which rank_runs lists first.
+    exp = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "multimnist.train", f"data.root={synth_root}", f"paths.experiments={exp}"]
+    cmd += [f"data.cache_dir={tmp_path / 'cache'}", "backbone=tiny", "trainer=debug", "hparams_search=optuna"]
+    cmd += ["hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2", "-m"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = sorted(d for d in exp.glob("search_*") if (d / "fold0" / "test_logits.npy").is_file())
+    assert len(trials) == 3 and all("optimizer.lr=" in d.name for d in trials)
+    (results,) = exp.glob("search/.sweeps/*/optimization_results.yaml")
+    best = yaml.safe_load(results.read_text())["best_value"]
+    rank = [
+        sys.executable,
+        str(REPO / "scripts" / "rank_runs.py"),
+        "--experiments",
+        str(exp),
+        "--prefix",
+        "search_",
+    ]
+    table = subprocess.run(rank, capture_output=True, text=True, check=True, timeout=300).stdout.splitlines()
+    assert len(table) == 4 and f"{best:.4f}" in table[1]  # header, then the best trial

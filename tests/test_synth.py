@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,12 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 from multimnist.config import compose
-from multimnist.data.dacon import DaconLayout, DatasetError, load_split
+from multimnist.data.dacon import DaconLayout, DatasetError, decode_gray, load_split
 from multimnist.synth.compositor import Compositor, CompositorConfig
 from multimnist.synth.distractors import distractor_bank
 from multimnist.synth.generate import generate
 from multimnist.synth.glyphs import GlyphBank, load_glyphs, procedural_bank, read_dacon7, read_emnist
+from multimnist.synth.show import generated_images, preview
 from multimnist.synth.stats import dataset_stats, image_stats
 from multimnist.synth.stats import main as stats_main
 
@@ -234,3 +236,17 @@ def test_cli_contract_writes_a_valid_root(tmp_path):
     assert not (tmp_path / "outputs").exists()  # Hydra leaves no run folder behind
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert again.returncode == 2 and again.stderr.startswith("error: ") and "Traceback" not in again.stderr
+
+
+def test_show_draws_the_generators_own_images_beside_real_ones(synth_root, compositor, tmp_path):
+    # synth_root was written by `generate(..., seed=3)` with this compositor: the preview's images are
+    # those very files, with their letters from the answer CSV.
+    answers = pd.read_csv(synth_root / "dirty_mnist_2nd_answer.csv").set_index("index")
+    for i, (letters, image) in enumerate(generated_images(compositor, seed=3, n=3)):
+        assert np.array_equal(image, decode_gray(synth_root / "dirty_mnist_2nd" / f"{i:05d}.png"))
+        assert sorted(letters) == list(np.flatnonzero(answers.loc[i].to_numpy()))
+    real = tmp_path / "real"
+    real.mkdir()
+    shutil.copy(synth_root / "test_dirty_mnist_2nd" / "00120.png", real / "some_real.png")
+    out = preview(compose("show", [f"out={tmp_path / 'preview.png'}", "n=2", f"real={real}"]))
+    assert decode_gray(out).shape[1] > 600  # a grid of 3 tiles was drawn

@@ -208,6 +208,20 @@ def test_wandb_offline_writes_inside_the_run_folder(synth_root, tmp_path, monkey
     assert not (tmp_path / "wandb").exists()
 
 
+def test_wandb_missing_is_one_line_saying_how_to_install_it(synth_root, tmp_path, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "wandb" else real_find_spec(n, *a)
+    )
+    with pytest.raises(
+        ValueError, match=r"logger=wandb needs the wandb package: pip install 'multimnist\[wandb\]'"
+    ):
+        run_fold(fold_cfg(synth_root, tmp_path, "logger=wandb", "trainer.epochs=1"))
+    assert not (tmp_path / "exp").exists()  # stopped before any work
+
+
 def test_multirun_sweeps_folds_into_the_run_layout(synth_root, tmp_path):
     cmd = [
         sys.executable,
@@ -300,3 +314,12 @@ def test_a_run_written_before_a_key_was_added_still_counts_as_the_same_config(sy
     assert "is finished" in caplog.text
     with pytest.raises(RunConflict, match="backbone.global_pool: 'avg' -> 'max'"):
         run_fold(fold_cfg(synth_root, tmp_path, "trainer.epochs=1", "backbone.global_pool=max"))
+
+
+def test_trainer_debug_trains_a_few_batches_of_one_epoch(synth_root, tmp_path):
+    run = run_fold(fold_cfg(synth_root, tmp_path, "trainer=debug", "trainer.epochs=1"))
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert len(metrics) == 1 and metrics.train_images.iloc[0] == 3 * 16  # limit_batches=3 of batch 16
+    full = run_fold(fold_cfg(synth_root, tmp_path / "full", "trainer.epochs=1"))
+    assert pd.read_csv(full / "metrics.csv").train_images.iloc[0] > 90  # the whole train fold (~4/5 of 120)
+    assert np.load(run / "test_logits.npy").shape[1] == 1  # one TTA view

@@ -1,0 +1,124 @@
+"""Apply an ensembled experiment to any folder of images:
+`python -m multimnist.predict exp=NAME images=DIR out=FILE.csv` (Hydra).
+
+Runs every fold checkpoint (best.pt) that `<experiments>/<exp>/ensemble/ensemble.json` combined, with
+each fold's TTA views, then the aggregation, views, temperature, thresholds and count rule the
+ensemble chose, exactly as it made its submission. The images are validated like the data layer's
+(8-bit gray PNGs of the training image size). Writes `index,a..z` (0/1; the index is the file name's
+number, as Dacon's ids) followed by `p_a..p_z` (the calibrated probabilities).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from multimnist.build import build_model, make_loader, place_model
+from multimnist.cli import report, run_cli
+from multimnist.config import model_args, validate
+from multimnist.data.dacon import DaconImages, DatasetError, Split, check_image_header
+from multimnist.engine import predict, resolve_device, resolve_precision
+from multimnist.ensemble import Candidate, decode_with, view_columns
+from multimnist.io import atomic_path, ensure_writable
+from multimnist.labels import LETTERS
+from multimnist.rundir import BEST, CONFIG, load_checkpoint, read_json, read_yaml
+from multimnist.tta import aggregate
+
+log = logging.getLogger("multimnist.predict")
+
+
+def image_split(folder: Path, size: int) -> Split:
+    """Every PNG in `folder`, sorted by name, checked like the data layer's images."""
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: image folder not found (images=DIR)")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
+    if not paths:
+        raise DatasetError(f"{folder}: no .png images")
+    warnings = [w for w in (check_image_header(p, size) for p in paths) if w]
+    if warnings:
+        log.warning(
+            "%d image(s) are not 8-bit gray and will be converted, e.g. %s", len(warnings), warnings[0]
+        )
+    stems = [p.stem for p in paths]
+    ids = np.array([int(s) for s in stems] if all(s.isdigit() for s in stems) else range(len(paths)))
+    return Split("predict", ids.astype(np.int64), tuple(paths), None)
+
+
+def read_choice(exp_dir: Path) -> tuple[dict, Candidate, tuple[int, int] | None]:
+    """The ensemble's record (ensemble.json) and the candidate it chose."""
+    path = exp_dir / "ensemble" / "ensemble.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: not found; run python -m multimnist.ensemble exp={exp_dir.name} first"
+        )
+    record = read_json(path)
+    chosen = dict(record["chosen"])
+    count_range = chosen.pop("count_range", None)
+    keys = ("aggregation", "views", "decoding", "oof_accuracy", "thresholds", "temperature")
+    return record, Candidate(**{k: chosen[k] for k in keys}), tuple(count_range) if count_range else None
+
+
+def fold_logits(run_dir: Path, split: Split, loading: dict, device_name: str, progress: bool) -> np.ndarray:
+    """[n, views, 26] logits of one fold's best.pt on the images, with the fold's own preprocessing,
+    precision and TTA views."""
+    cfg = OmegaConf.create(read_yaml(run_dir / CONFIG, "re-run the fold with trainer.overwrite=true"))
+    t = cfg.trainer
+    device = resolve_device(device_name)
+    precision = resolve_precision(t.precision, device)
+    model, batching = place_model(
+        build_model(**model_args(cfg)), device, cfg.backbone.in_chans, t.channels_last
+    )
+    model.load_state_dict(load_checkpoint(run_dir / BEST)["model"])
+    ds = DaconImages(split, img_size=cfg.backbone.img_size, denoise=cfg.data.denoise)
+    logits, _, _ = predict(
+        model, make_loader(ds, **loading), batching, precision, t.tta_views, progress, run_dir.name
+    )
+    return logits
+
+
+def run_predict(cfg: DictConfig) -> Path:
+    validate(cfg)
+    out = Path(cfg.out)
+    ensure_writable(out.parent, "out", out)
+    exp_dir = Path(cfg.paths.experiments) / cfg.exp
+    record, chosen, count_range = read_choice(exp_dir)
+    runs = [(r["exp"], int(r["fold"])) for r in record["runs"]]
+    first = read_yaml(
+        Path(cfg.paths.experiments) / runs[0][0] / f"fold{runs[0][1]}" / CONFIG, "re-run the fold"
+    )
+    split = image_split(Path(cfg.images), int(first["data"]["image_size"]))
+    loading = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers}
+    stacked = np.stack(
+        [
+            fold_logits(
+                Path(cfg.paths.experiments) / e / f"fold{k}", split, loading, cfg.device, cfg.progress
+            )
+            for e, k in runs
+        ],
+        axis=1,
+    )
+    counts = pd.Series([e for e, _ in runs]).value_counts()
+    weights = np.array([record["weights"][e] / counts[e] for e, _ in runs])
+    probs = aggregate(stacked, chosen.aggregation, view_columns(chosen.views), weights, chosen.temperature)
+    labels = decode_with(chosen, probs, count_range or (0, len(LETTERS)))
+    frame = pd.DataFrame(labels.astype(int), columns=list(LETTERS))
+    frame.insert(0, "index", split.indices)
+    frame[[f"p_{c}" for c in LETTERS]] = probs
+    with atomic_path(out) as tmp:
+        frame.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6f")
+    print(f"wrote {out}: {len(frame)} images, {len(runs)} fold(s) of {cfg.exp} ({chosen.name})")
+    return out
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    report(lambda: run_predict(cfg))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,127 @@
+"""What a user reads after a sweep, in `<experiments>/<exp>/ensemble/`: training curves, the worst
+out-of-fold images, the letters missed and invented, and `report.md`, one page that ties the chosen
+decoding, the candidate table, the calibration and every figure together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from multimnist import plots
+from multimnist.data.dacon import DaconLayout, decode_gray, image_name
+from multimnist.io import save_text
+from multimnist.rundir import METRICS
+from multimnist.tracking import read_metrics
+
+GALLERY_SIZE = 12
+# Every figure the ensemble folder can hold, in the page's order, with what it answers.
+FIGURES = (
+    ("curves.png", "Training curves: did every fold converge?"),
+    ("error_gallery.png", "The worst out-of-fold images: true letters, missed (red) and extra (orange) ones"),
+    ("letter_errors.png", "Which letters are missed most, and which are predicted when absent"),
+    ("per_letter_accuracy.png", "Per-letter accuracy"),
+    ("accuracy_vs_threshold.png", "Accuracy against a global threshold"),
+    ("reliability.png", "Calibration before and after the temperature"),
+    ("letters_per_image.png", "Letters per image, true and predicted"),
+)
+
+
+def fold_metrics(run_dirs: list[Path]) -> dict[str, pd.DataFrame]:
+    """Each run's metrics.csv (checked), named `<exp>/<fold folder>`; runs without one are left out."""
+    return {
+        f"{d.parent.name}/{d.name}": pd.DataFrame(read_metrics(d / METRICS))
+        for d in run_dirs
+        if (d / METRICS).is_file()
+    }
+
+
+def write_curves(run_dirs: list[Path], path: Path) -> Path:
+    metrics = fold_metrics(run_dirs)
+    if not metrics:
+        raise FileNotFoundError(f"no {METRICS} in {', '.join(map(str, run_dirs)) or 'any run'}")
+    plots.training_curves(metrics, path)
+    return path
+
+
+def worst_rows(pred: np.ndarray, labels: np.ndarray, n: int = GALLERY_SIZE) -> np.ndarray:
+    """Rows with the most wrong cells (ties: dataset order), at most `n`, only rows with an error."""
+    wrong = (pred.astype(bool) != labels.astype(bool)).sum(1)
+    order = np.argsort(-wrong, kind="stable")
+    return order[wrong[order] > 0][:n]
+
+
+def write_diagnostics(
+    run_dirs: list[Path],
+    layout: DaconLayout,
+    ids: np.ndarray,
+    pred: np.ndarray,
+    labels: np.ndarray,
+    out: Path,
+) -> None:
+    """curves.png, error_gallery.png and letter_errors.png from the chosen decoding's OOF predictions
+    (`ids`: the dataset index of each row)."""
+    metrics = fold_metrics(run_dirs)
+    if metrics:  # runs copied without their metrics.csv still ensemble
+        plots.training_curves(metrics, out / "curves.png")
+    plots.letter_errors(pred, labels, out / "letter_errors.png")
+    rows = worst_rows(pred, labels)
+    images = [decode_gray(layout.path("train_dir") / image_name(int(ids[r]))) for r in rows]
+    plots.error_gallery(images, ids[rows], pred[rows], labels[rows], out / "error_gallery.png")
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    cells = [[str(v) for v in row] for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells])
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _thresholds(value: float | list[float] | None) -> str:
+    if isinstance(value, list):
+        return f"per-letter thresholds {min(value):.2f}-{max(value):.2f}"
+    return f"threshold {value}"
+
+
+def write_page(out: Path, report: dict, exp: str) -> Path:
+    """report.md: the chosen candidate, the scores, calibration, runs, candidate table, figures."""
+    c, cal = report["chosen"], report["calibration"]
+    floor = report["floor"]
+    runs = ", ".join(f"{r['exp']}/fold{r['fold']}" for r in report["runs"])
+    lines = [
+        f"# Ensemble report: {exp}",
+        "",
+        f"Chosen: **{c['name']}** ({_thresholds(c['thresholds'])}, temperature {c['temperature']:.3f}).",
+        "",
+        f"- OOF cell accuracy: **{_fmt(report['oof_accuracy'])}** on {report['oof_images']} images "
+        f"(all-zeros floor {_fmt(report['oof_floor'])})",
+        f"- Test cell accuracy: **{_fmt(report['test_accuracy'])}** (floor {_fmt(floor)})",
+        f"- Calibration (OOF): NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}, "
+        f"ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}",
+        f"- Runs: {runs}",
+        "",
+        "## Candidates (scored out of fold; the chosen one is marked)",
+        "",
+    ]
+    table = pd.DataFrame(
+        [
+            {
+                "candidate": ("**" + k["name"] + "**") if k["name"] == c["name"] else k["name"],
+                "OOF accuracy": _fmt(k["oof_accuracy"]),
+                "test accuracy": _fmt(k["test_accuracy"]),
+                "temperature": f"{k['temperature']:.3f}",
+            }
+            for k in report["candidates"]
+        ]
+    )
+    lines += [_markdown_table(table), ""]
+    for name, caption in FIGURES:
+        if (out / name).is_file():
+            lines += [f"## {caption}", "", f"![{caption}]({name})", ""]
+    path = out / "report.md"
+    save_text("\n".join(lines), path)
+    return path
