@@ -122,12 +122,10 @@ def collect_runs(experiments: Path, names: list[str], allow_partial: bool = Fals
         runs += done
     ref = runs[0]
     for run in runs[1:]:
-        fingerprints = ref.dataset is not None and run.dataset is not None
-        change = fingerprints and fingerprint_difference(ref.dataset, run.dataset)
-        if change:
-            raise EnsembleError(f"{run.path}: trained on other data than {ref.path}: {change}")
+        other_data = _data_difference(ref, run)
+        if other_data:
+            raise EnsembleError(f"{run.path}: trained on other data than {ref.path}: {other_data}")
         for what, a, b in (
-            ("dataset (data.root)", "" if fingerprints else _root(ref), "" if fingerprints else _root(run)),
             ("folds (data.folds)", dict(ref.config.data.folds), dict(run.config.data.folds)),
             ("number of TTA views", ref.oof.shape[1], run.oof.shape[1]),
             ("test set size", len(ref.test), len(run.test)),
@@ -135,6 +133,13 @@ def collect_runs(experiments: Path, names: list[str], allow_partial: bool = Fals
             if a != b:
                 raise EnsembleError(f"{run.path}: its {what} is {b}, but {ref.path} has {a}")
     return runs
+
+
+def _data_difference(a: FoldRun, b: FoldRun) -> str | None:
+    """How two runs' data differ, by fingerprint; runs older than fingerprints are compared by path."""
+    if a.dataset is not None and b.dataset is not None:
+        return fingerprint_difference(a.dataset, b.dataset)
+    return None if _root(a) == _root(b) else f"data.root {_root(b)}, not {_root(a)}"
 
 
 def _root(run: FoldRun) -> str:

@@ -138,10 +138,15 @@ def run_fold(cfg: DictConfig) -> Path:
         with LogFile(run_dir / "train.log", active=dist_.is_main):
             try:
                 train_fold(cfg, run_dir, device, dist_, start)
-            except BaseException:
+            except BaseException as err:
                 if replacing and dist_.is_main:  # the replaced run comes back
                     restore_aside(run_dir, REPLACED)
                     log.warning("%s: restored the run this one was replacing", run_dir)
+                if replacing and isinstance(err, TrainingInterrupted):  # its last.pt went with it
+                    raise TrainingInterrupted(
+                        f"interrupted: {run_dir} holds the run it was replacing again; "
+                        "re-run with trainer.overwrite=true to replace it"
+                    ) from None
                 raise
         return run_dir
     finally:

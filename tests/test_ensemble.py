@@ -158,6 +158,17 @@ def test_mismatched_runs_are_named(tmp_path, change, message):
         collect_runs(tmp_path / "exp", ["a", "b"])
 
 
+def test_runs_without_fingerprints_are_compared_by_their_data_root(tmp_path):
+    # runs written before dataset.json existed: their data.root is all that says which data they used
+    layout = make_root(tmp_path, n_train=4, n_test=2)
+    fake_run(tmp_path / "exp", "a", 0, layout.root, np.array([0, 1]), 2)
+    fake_run(tmp_path / "exp", "a", 1, tmp_path / "elsewhere", np.array([2, 3]), 2)
+    with pytest.raises(
+        EnsembleError, match=r"exp/a/fold1: trained on other data than .*data.root .*elsewhere"
+    ):
+        collect_runs(tmp_path / "exp", ["a"])
+
+
 def compose_ensemble(overrides):
     return compose("ensemble", overrides)
 
