@@ -230,9 +230,8 @@ class TrainerConfig(LoopConfig):
     compile: bool = False
     patience: int | None = _at_least(1, None)
     tta_views: int = _one_of(VALID_VIEWS, 4)
-    limit_batches: int | None = _at_least(
-        1, None
-    )  # train on only this many batches per epoch (trainer=debug)
+    limit_batches: int | None = _at_least(1, None)  # only this many batches per epoch (trainer=debug)
+    device_augment: str = _one_of(("auto", "on", "off"), "auto")  # rot90/flips batched on the device
 
 
 @dataclass

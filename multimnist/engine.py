@@ -66,14 +66,21 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass
 class Batching:
-    """How a batch of gray images [B,1,H,W] becomes model input."""
+    """How a batch of gray images [B,1,H,W] becomes model input: uint8 batches (what the datasets
+    give) are copied to the device as bytes and converted to floats in [0, 1] there."""
 
     device: torch.device
     in_chans: int = 1
     channels_last: bool = False
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
+        if x.dtype == torch.uint8:  # the same float32 division on any device: the same values
+            x = x.float().div_(255.0)
+        if augment is not None:  # on the device, before the channel copies and the memory layout
+            x = augment(x)
         if self.in_chans != 1:
             x = x.expand(-1, self.in_chans, -1, -1)  # replicate gray for weights that expect RGB
         if self.channels_last:
@@ -105,6 +112,10 @@ class TrainStep:
     accum_steps: int = 1
     progress: bool = True
     agree: Callable[[bool], bool] = field(default=lambda flag: flag)
+    # Batched rot90/flip augmentation on the device (data.augment.BatchFlips), seeded per batch from
+    # (augment_seed, epoch, step); None: the datasets' own (albumentations) transform is all there is.
+    augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None
+    augment_seed: int = 0
 
 
 @dataclass
@@ -144,6 +155,34 @@ def _update(step: TrainStep, num_updates: int) -> tuple[int, bool]:
     return num_updates, skipped
 
 
+def _batch_augment(step: TrainStep, epoch: int, i: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The step's device augmentation for batch `i` of `epoch`: its seed is a function of (seed,
+    epoch, i) alone, so a resumed epoch draws what the uninterrupted one drew."""
+    if step.augment is None:
+        return None
+    seed = int(np.random.SeedSequence([step.augment_seed, epoch, i]).generate_state(1)[0])
+    return lambda x: step.augment(x, seed)
+
+
+SYNC_EVERY = 25  # batches between host reads of the device-side loss sum and non-finite flag
+
+
+def _raise_if_non_finite(
+    step: TrainStep, first_bad: torch.Tensor, bad_loss: torch.Tensor, epoch: int
+) -> None:
+    """Read the non-finite flag (a host sync: every SYNC_EVERY batches and at the epoch's end) and
+    stop naming the first bad step. Every process reads it at the same step (DDP: `agree`)."""
+    bad = int(first_bad)
+    if step.agree(bad >= 0):
+        where = f"non-finite loss ({float(bad_loss)}) at epoch {epoch}, step {bad}"
+        if bad < 0:
+            where = f"non-finite loss in another process at epoch {epoch}"
+        raise FloatingPointError(
+            f"{where}: training diverged (lower optimizer.lr, or set trainer.clip_grad); "
+            "last.pt holds the epoch before"
+        )
+
+
 def train_one_epoch(
     step: TrainStep,
     loader: DataLoader,
@@ -157,17 +196,25 @@ def train_one_epoch(
 
     `should_stop` is asked after each update; when it says yes the epoch ends there, at an update
     boundary, so the state can be saved and resumed exactly. A non-finite loss raises
-    FloatingPointError naming the epoch and step.
+    FloatingPointError naming the epoch and the first bad step.
+
+    No host sync in the steady state: the loss sum (float64, so it equals a Python sum of the
+    per-batch losses) and the first non-finite step stay on the device and are read every
+    SYNC_EVERY batches, before a stop and at the end. The fp16 grad scaler's skip count still reads
+    its scale per update (fp16 only; bf16 and fp32 have no scaler).
     """
     model, device, accum = step.model, step.batching.device, step.accum_steps
     model.train()
-    total_loss, seen, skipped, done, stopped = 0.0, 0, 0, 0, False
+    seen, skipped, done, stopped = 0, 0, 0, False
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    bad_loss = torch.zeros((), device=device)
     steps = start_step + len(loader)
     start = time.perf_counter()
     step.optimizer.zero_grad(set_to_none=True)
     bar = tqdm(loader, disable=not step.progress, desc=f"epoch {epoch} train", leave=False, unit="batch")
     for i, (x, y, _) in enumerate(bar, start=start_step):
-        x, y = step.batching(x), y.to(device, non_blocking=True)
+        x, y = step.batching(x, _batch_augment(step, epoch, i)), y.to(device, non_blocking=True)
         boundary = (i + 1) % accum == 0 or i + 1 == steps
         # Under DDP, gradients of accumulated micro-batches are synchronised only at the update.
         sync = contextlib.nullcontext() if boundary or not hasattr(model, "no_sync") else model.no_sync()
@@ -175,28 +222,26 @@ def train_one_epoch(
             with _autocast(device, step.precision):
                 logits = model(x)
             loss = step.loss_fn(logits.float(), y)
-            finite = bool(torch.isfinite(loss))  # host sync, once per batch: stop at the step that broke
-            if step.agree(not finite):
-                where = (
-                    f"non-finite loss ({loss.item()})" if not finite else "non-finite loss in another process"
-                )
-                raise FloatingPointError(
-                    f"{where} at epoch {epoch}, step {i}: training diverged "
-                    "(lower optimizer.lr, or set trainer.clip_grad); last.pt holds the epoch before"
-                )
             step.scaler.scale(loss / accum).backward()  # a pass-through unless fp16
+        value = loss.detach()
+        new_bad = (first_bad < 0) & ~torch.isfinite(value)
+        first_bad.masked_fill_(new_bad, i)
+        bad_loss = torch.where(new_bad, value, bad_loss)
+        total += value.double() * len(y)
         if boundary:
             num_updates, skip = _update(step, num_updates)
-            skipped += skip  # get_scale() is a host sync, but only with fp16's scaler enabled
-        total_loss += loss.item() * len(y)  # free: the isfinite check above already synced
+            skipped += skip
         seen += len(y)
         done += 1
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+        if (done % SYNC_EVERY == 0) or i + 1 == steps:
+            _raise_if_non_finite(step, first_bad, bad_loss, epoch)
+            bar.set_postfix(loss=f"{float(total) / seen:.4f}")
         if boundary and i + 1 < steps and step.agree(bool(should_stop and should_stop())):
+            _raise_if_non_finite(step, first_bad, bad_loss, epoch)  # never save a broken state
             stopped = True
             break
     seconds = time.perf_counter() - start
-    return EpochResult(total_loss, seen, done, seconds, num_updates, int(skipped), stopped)
+    return EpochResult(float(total), seen, done, seconds, num_updates, int(skipped), stopped)
 
 
 @torch.no_grad()

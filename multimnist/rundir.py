@@ -82,7 +82,12 @@ def computed_config(config: dict) -> dict[str, Any]:
 
 # Keys added to the config after runs were written, with the value that reproduces those runs: a
 # stored config without the key means that value, so older finished folds still resume and skip.
-ADDED_KEYS = {"backbone.global_pool": "avg", "backbone.head": "pooled", "trainer.limit_batches": None}
+ADDED_KEYS = {
+    "backbone.global_pool": "avg",
+    "backbone.head": "pooled",
+    "trainer.limit_batches": None,
+    "trainer.device_augment": "auto",
+}
 
 
 def config_differences(old: dict, new: dict, limit: int = 6, ignore: tuple[str, ...] = ()) -> list[str]:

@@ -49,6 +49,7 @@ from multimnist.config import (
     scheduler_args,
     validate,
 )
+from multimnist.data.augment import DEVICE_STEPS, BatchFlips, batch_flips
 from multimnist.data.dacon import DaconImages, DaconLayout
 from multimnist.data.fingerprint import dataset_fingerprint
 from multimnist.distributed import Distributed, EpochSampler
@@ -219,7 +220,8 @@ def build_fold(cfg: DictConfig, run_dir: Path, device: torch.device, dist_: Dist
     threads = torch.get_num_threads()
     log.info("fold %d on %s (%s, %d CPU threads%s)", cfg.fold, device, precision.name, threads, where)
     torch.manual_seed(t.seed)
-    train_ds, val_ds, test_ds = build_datasets(**dataset_args(cfg))
+    flips = device_augmentation(cfg, device)
+    train_ds, val_ds, test_ds = build_datasets(**(dataset_args(cfg) | ({"augment": []} if flips else {})))
     # The shuffle order is a function of (seed, epoch) alone (set_epoch); each process gets its share.
     limit = None if t.limit_batches is None else t.limit_batches * t.batch_size
     sampler = EpochSampler(train_ds, dist_, t.seed, limit)
@@ -253,8 +255,26 @@ def build_fold(cfg: DictConfig, run_dir: Path, device: torch.device, dist_: Dist
         accum_steps=t.accum_steps,
         progress=t.progress,
         agree=dist_.any,
+        augment=flips,
+        augment_seed=t.seed,
     )
     return Fold(cfg, run_dir, dist_, train_ds, sampler, train_loader, val_loader, test_loader, step, state)
+
+
+def device_augmentation(cfg: DictConfig, device: torch.device) -> BatchFlips | None:
+    """Batched rot90/flips on the device instead of albumentations in the workers: with
+    trainer.device_augment=on, or auto on a GPU, when the augmentation is only rot90/flips."""
+    mode, steps = cfg.trainer.get("device_augment", "auto"), cfg.augmentation.steps
+    if mode == "off" or (mode == "auto" and device.type != "cuda") or not steps:
+        return None
+    flips = batch_flips(OmegaConf.to_container(steps, resolve=True))
+    if flips is None and mode == "on":
+        raise ValueError(
+            f"trainer.device_augment=on runs only {', '.join(DEVICE_STEPS)} on the device; "
+            "this augmentation has other steps (use auto or off)"
+        )
+    log.info("augmentation: %s", f"batched on {device}" if flips else "albumentations in the loader")
+    return flips
 
 
 def restore(fold: Fold) -> None:

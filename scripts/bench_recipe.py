@@ -75,6 +75,7 @@ def plain_loop(data: Path, epochs: int | None, budget: float | None) -> tuple[fl
         epoch_start = time.perf_counter()
         model.train()
         for x, y, _ in train:
+            x = x.float() / 255  # the dataset gives uint8 images
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 out = model(x)
             loss = loss_fn(out.float(), y)
@@ -89,7 +90,7 @@ def plain_loop(data: Path, epochs: int | None, budget: float | None) -> tuple[fl
     preds, labels = [], []
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         for x, y, _ in make_loader(sets["test"], batch_size=128):
-            preds.append((model(x).float() > 0).numpy())
+            preds.append((model(x.float() / 255).float() > 0).numpy())
             labels.append(y.numpy() > 0.5)
     acc = float((np.concatenate(preds) == np.concatenate(labels)).mean())
     return acc, time.perf_counter() - start, done

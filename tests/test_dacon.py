@@ -135,7 +135,7 @@ def test_rgb_of_gray_content_is_accepted_with_one_warning(tmp_path, caplog):
     assert "1 image(s) are not 8-bit gray" in caplog.text and "3-channel RGB" in caplog.text
     x, _, _ = DaconImages(split)[0]
     assert x.shape == (1, 256, 256)
-    assert np.array_equal((x[0].numpy() * 255).round().astype(np.uint8), gray)
+    assert np.array_equal(x[0].numpy(), gray)
 
 
 def test_test_answer_must_match_sample_submission(tmp_path):
@@ -168,8 +168,8 @@ def test_real_label_csvs_load(shared_data):
 def test_dataset_items(synth_root):
     split = load_split(DaconLayout(synth_root), "train")
     x, y, index = DaconImages(split)[5]
-    assert x.dtype == torch.float32 and x.shape == (1, 256, 256)
-    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert x.dtype == torch.uint8 and x.shape == (1, 256, 256)  # floats only on the device (Batching)
+    assert np.array_equal(x[0].numpy(), cv2.imread(str(split.paths[5]), cv2.IMREAD_GRAYSCALE))
     assert y.dtype == torch.float32 and torch.equal(y, torch.from_numpy(split.labels[5].astype(np.float32)))
     assert index == 5
     small, _, _ = DaconImages(split, img_size=64)[5]
@@ -181,10 +181,10 @@ def test_denoise_keeps_only_saturated_pixels(synth_root):
     raw = cv2.imread(str(split.paths[0]), cv2.IMREAD_GRAYSCALE)
     x, _, _ = DaconImages(split, denoise=True)[0]
     clean = x[0].numpy()
-    assert set(np.unique(clean)) <= {0.0, 1.0}
-    assert np.array_equal(clean == 1.0, raw == 255)
+    assert set(np.unique(clean)) <= {0, 255}
+    assert np.array_equal(clean == 255, raw == 255)
     # the noise background is almost entirely removed: of the non-letter pixels only 1/256 survive
-    assert (clean == 1.0).mean() < 0.15 and (raw > 0).mean() > 0.95
+    assert (clean == 255).mean() < 0.15 and (raw > 0).mean() > 0.95
 
 
 def test_transform_and_rows(synth_root):

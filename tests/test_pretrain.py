@@ -122,7 +122,7 @@ def test_a_crop_shows_its_letter_in_the_middle(crops):
     ink_mid, ink_none = [], []
     for i in range(50):
         x, y, _ = ds[i]
-        (ink_none if y == NOTHING else ink_mid).append(float(x[0, 20:44, 20:44].mean()))
+        (ink_none if y == NOTHING else ink_mid).append(float(x[0, 20:44, 20:44].float().mean()))
     assert np.mean(ink_mid) > 5 * max(np.mean(ink_none), 1e-3)  # denoised noise leaves ~0.4% of pixels
 
 

@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 
 from multimnist.build import build_loss, build_model, build_optimizer, build_scheduler
 from multimnist.config import optimizer_args, scheduler_args
-from multimnist.data.augment import build_pipeline
+from multimnist.data.augment import BatchFlips, batch_flips, build_pipeline
+from multimnist.engine import Batching
 from multimnist.rundir import RunConflict
 from multimnist.train import run_fold
 
@@ -323,3 +324,41 @@ def test_trainer_debug_trains_a_few_batches_of_one_epoch(synth_root, tmp_path):
     full = run_fold(fold_cfg(synth_root, tmp_path / "full", "trainer.epochs=1"))
     assert pd.read_csv(full / "metrics.csv").train_images.iloc[0] > 90  # the whole train fold (~4/5 of 120)
     assert np.load(run / "test_logits.npy").shape[1] == 1  # one TTA view
+
+
+def test_batching_turns_uint8_batches_into_the_floats_the_model_always_saw():
+    x = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    out = Batching(torch.device("cpu"), in_chans=3)(x)
+    assert out.dtype == torch.float32 and out.shape == (4, 3, 8, 8)
+    assert torch.equal(out[:, :1], x.float().div(255.0))  # exactly the old host-side conversion
+
+
+def test_batch_flips_gives_each_image_one_element_of_its_rot90_group_seeded_per_batch():
+    x = torch.arange(16.0).view(1, 1, 4, 4).repeat(64, 1, 1, 1)
+    out = BatchFlips(rot90_p=1.0)(x, seed=3)
+    rotations = [torch.rot90(x[0], r, dims=(1, 2)) for r in range(4)]
+    which = [next(r for r, rot in enumerate(rotations) if torch.equal(o, rot)) for o in out]
+    assert set(which) == {0, 1, 2, 3}  # every image is a rotation of its input, all four drawn
+    assert torch.equal(BatchFlips(rot90_p=1.0)(x, seed=3), out)  # a seed is a batch's draw
+    assert not torch.equal(BatchFlips(rot90_p=1.0)(x, seed=4), out)
+    flipped = BatchFlips(hflip_p=1.0)(x, seed=0)
+    assert torch.equal(flipped, x.flip(3)) and torch.equal(BatchFlips()(x, seed=0), x)
+
+
+def test_only_rot90_and_flip_steps_run_batched_on_the_device(synth_root, tmp_path):
+    assert batch_flips([{"RandomRotate90": {"p": 1.0}}, {"HorizontalFlip": {}}]) == BatchFlips(1.0, 0.5, 0.0)
+    assert batch_flips([{"RandomRotate90": {}}, {"GridDistortion": {}}]) is None  # stays in albumentations
+    # trainer.device_augment=on takes the GPU path on a CPU: same seed, same run; refused for others
+    a, b = (
+        run_fold(fold_cfg(synth_root, tmp_path / n, "augmentation=rot90_flip", "trainer.device_augment=on"))
+        for n in "ab"
+    )
+    pd.testing.assert_frame_equal(*(pd.read_csv(r / "metrics.csv").drop(columns=TIMING) for r in (a, b)))
+    workers = run_fold(
+        fold_cfg(synth_root, tmp_path / "w", "augmentation=rot90_flip", "trainer.device_augment=off")
+    )
+    assert not pd.read_csv(workers / "metrics.csv").train_loss.equals(
+        pd.read_csv(a / "metrics.csv").train_loss
+    )
+    with pytest.raises(ValueError, match="trainer.device_augment=on runs only RandomRotate90"):
+        run_fold(fold_cfg(synth_root, tmp_path / "c", "augmentation=geometric", "trainer.device_augment=on"))

@@ -239,7 +239,10 @@ def preprocess(img: np.ndarray, img_size: int | None = None, denoise: bool = Fal
 
 
 class DaconImages(Dataset):
-    """Images of one split as (float 1xHxW in [0,1], float 26-vector label, dataset index).
+    """Images of one split as (uint8 1xHxW, float 26-vector label, dataset index).
+
+    Images stay uint8 until they reach the device (a quarter of the bytes through the DataLoader
+    and the host-to-GPU copy); `multimnist.engine.Batching` turns them into floats in [0, 1] there.
 
     `images` (optional) is a pre-decoded, pre-processed uint8 array [n,H,W] (e.g. the memmap cache of
     `multimnist.data.cache`); without it each item is decoded from disk. `transform` is an
@@ -292,7 +295,7 @@ class DaconImages(Dataset):
         if self.images is None or self.transform is not None:
             return [self[i] for i in items]
         rows = self.rows[np.asarray(items, dtype=np.int64)]
-        x = torch.from_numpy(self.images[rows]).unsqueeze(1).float().div_(255.0)
+        x = torch.from_numpy(self.images[rows]).unsqueeze(1)  # uint8: Batching converts on the device
         if self.split.labels is None:
             y = torch.full((len(rows), len(LETTERS)), float("nan"))
         else:
@@ -312,7 +315,7 @@ class DaconImages(Dataset):
                     )
                 )
             img = self.transform(image=img)["image"]
-        x = torch.from_numpy(np.ascontiguousarray(img)).unsqueeze(0).float().div_(255.0)
+        x = torch.from_numpy(np.ascontiguousarray(img)).unsqueeze(0)  # uint8: Batching converts on the device
         if self.split.labels is None:
             y = torch.full((len(LETTERS),), float("nan"))
         else:

@@ -110,4 +110,4 @@ class GlyphCrops(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, i])
         img, label = self.render(rng)
         img = preprocess(img, self.img_size, self.denoise)
-        return torch.from_numpy(img).unsqueeze(0).float().div_(255.0), label, i
+        return torch.from_numpy(img).unsqueeze(0), label, i  # uint8: Batching converts on the device
