@@ -2,8 +2,8 @@
 [real=DIR]` (Hydra; `make show-data`).
 
 Draws `n` generated images with their letters, exactly as the generator would write them (same
-preset, glyph source, seed rule), and beside them up to `n` PNGs from `real=DIR` (for example the
-real competition images in ../shared/data/real) so the two can be compared by eye.
+preset, glyph source, seed rule), and beside them up to `n` PNGs from `real=DIR` (say, a few real
+competition images) so the two can be compared by eye.
 """
 
 from __future__ import annotations
