@@ -18,6 +18,7 @@ import hydra
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from multimnist import decode, plots
 from multimnist.build import build_datasets, build_model, make_loader, place_model
@@ -25,7 +26,7 @@ from multimnist.cli import report, run_cli
 from multimnist.config import dataset_args, loader_args, model_args, validate
 from multimnist.data.dacon import DaconLayout, read_label_csv
 from multimnist.data.fingerprint import dataset_fingerprint, fingerprint_difference
-from multimnist.engine import predict, resolve_device, resolve_precision
+from multimnist.engine import Batching, Precision, predict, resolve_device, resolve_precision
 from multimnist.io import atomic_path, ensure_writable, save_text
 from multimnist.labels import CSV_COLUMNS, LETTERS
 from multimnist.report import write_diagnostics, write_page
@@ -177,9 +178,14 @@ def oof_matrix(
 def test_matrix(runs: list[FoldRun], exp_weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
     """Test logits [n_test, K, V, 26] of every fold run and each run's weight (its experiment's, split
     evenly over that experiment's folds)."""
-    counts = pd.Series([r.exp for r in runs]).value_counts()
-    weights = np.array([exp_weights[r.exp] / counts[r.exp] for r in runs])
-    return np.stack([r.test for r in runs], axis=1), weights
+    return np.stack([r.test for r in runs], axis=1), run_weights([r.exp for r in runs], exp_weights)
+
+
+def run_weights(exps: list[str], exp_weights: dict[str, float]) -> np.ndarray:
+    """Each fold run's weight: its experiment's (`exps`: each run's experiment), split evenly over
+    that experiment's folds."""
+    counts = pd.Series(exps).value_counts()
+    return np.array([exp_weights[e] / counts[e] for e in exps])
 
 
 @dataclass
@@ -283,23 +289,27 @@ def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame) -> None:
         raise EnsembleError("submission labels must be the integers 0 and 1")
 
 
+def fold_model(cfg: DictConfig, run_dir: Path, device_name: str) -> tuple[nn.Module, Batching, Precision]:
+    """A fold's network with its best.pt weights, placed as it trained (precision, channels_last)."""
+    if not (run_dir / BEST).is_file():
+        raise EnsembleError(f"{run_dir / BEST}: not found; the fold has no checkpoint to predict with")
+    t = cfg.trainer
+    device = resolve_device(device_name)
+    model, batching = place_model(
+        build_model(**model_args(cfg)), device, cfg.backbone.in_chans, t.channels_last
+    )
+    model.load_state_dict(load_checkpoint(run_dir / BEST)["model"])
+    return model, batching, resolve_precision(t.precision, device)
+
+
 def repredict(run: FoldRun, tta_views: int | None) -> FoldRun:
     """Inference from the run's best checkpoint (e.g. with other TTA views) instead of its saved logits."""
     cfg = run.config.copy()
     if tta_views is not None:
         cfg.trainer.tta_views = tta_views
     t = cfg.trainer
-    device = resolve_device(t.device)
-    precision = resolve_precision(t.precision, device)
+    model, batching, precision = fold_model(cfg, run.path, t.device)
     _, val_ds, test_ds = build_datasets(**dataset_args(cfg))
-    model, batching = place_model(
-        build_model(**model_args(cfg)), device, cfg.backbone.in_chans, t.channels_last
-    )
-    if not (run.path / BEST).is_file():
-        raise EnsembleError(
-            f"{run.path / BEST}: not found, nothing to re-predict from (ensemble.repredict=false)"
-        )
-    model.load_state_dict(load_checkpoint(run.path / BEST)["model"])
     (oof, oof_index, _), (test, _, _) = (
         predict(
             model,

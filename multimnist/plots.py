@@ -16,7 +16,8 @@ from multimnist.io import atomic_path  # noqa: E402
 from multimnist.labels import LETTERS  # noqa: E402
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
+    """Write the figure as a PNG atomically and free it."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -34,7 +35,7 @@ def accuracy_vs_threshold(
     ax.axhline(floor, color="C3", ls=":", label=f"all-zeros floor {floor:.3f}")
     ax.set(xlabel="global threshold", ylabel="accuracy", title="Accuracy vs threshold (out of fold)")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def per_letter_accuracy(pred: np.ndarray, labels: np.ndarray, path: Path) -> None:
@@ -45,7 +46,7 @@ def per_letter_accuracy(pred: np.ndarray, labels: np.ndarray, path: Path) -> Non
     ax.set(
         ylim=(max(0.0, acc.min() - 0.05), 1.0), ylabel="accuracy", title="Per-letter accuracy (out of fold)"
     )
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def reliability_diagram(
@@ -58,7 +59,7 @@ def reliability_diagram(
         ax.plot(conf, freq, marker="o", label=name)
     ax.set(xlabel="predicted probability", ylabel="observed frequency", title="Reliability (out of fold)")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def letters_per_image(pred: np.ndarray, labels: np.ndarray, path: Path) -> None:
@@ -68,7 +69,7 @@ def letters_per_image(pred: np.ndarray, labels: np.ndarray, path: Path) -> None:
     ax.hist(pred.sum(1), bins=bins, alpha=0.6, label="predicted")
     ax.set(xlabel="letters per image", ylabel="images", title="Letters per image (out of fold)")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def training_curves(metrics: dict[str, pd.DataFrame], path: Path) -> None:
@@ -87,7 +88,7 @@ def training_curves(metrics: dict[str, pd.DataFrame], path: Path) -> None:
         ax.legend(fontsize=7)
     axes[0].legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def letter_errors(pred: np.ndarray, labels: np.ndarray, path: Path) -> None:
@@ -102,7 +103,7 @@ def letter_errors(pred: np.ndarray, labels: np.ndarray, path: Path) -> None:
     ax.set_xticks(x, LETTERS)
     ax.set(ylabel="share", title="Which letters the model misses and invents (out of fold)")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _letters(row: np.ndarray) -> str:
@@ -132,4 +133,4 @@ def error_gallery(
             0, -0.10, f"extra {_letters(~y & p)}", color="C1", fontsize=8, transform=ax.transAxes, va="top"
         )
     fig.suptitle("Worst out-of-fold images (most wrong cells)")
-    _save(fig, path)
+    save_figure(fig, path)

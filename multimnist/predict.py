@@ -18,15 +18,15 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from multimnist.build import build_model, make_loader, place_model
+from multimnist.build import make_loader
 from multimnist.cli import report, run_cli
-from multimnist.config import model_args, validate
+from multimnist.config import validate
 from multimnist.data.dacon import DaconImages, DatasetError, Split, check_image_header
-from multimnist.engine import predict, resolve_device, resolve_precision
-from multimnist.ensemble import Candidate, decode_with, view_columns
+from multimnist.engine import predict
+from multimnist.ensemble import Candidate, decode_with, fold_model, run_weights, view_columns
 from multimnist.io import atomic_path, ensure_writable
 from multimnist.labels import LETTERS
-from multimnist.rundir import BEST, CONFIG, load_checkpoint, read_json, read_yaml
+from multimnist.rundir import CONFIG, read_json, read_yaml
 from multimnist.tta import aggregate
 
 log = logging.getLogger("multimnist.predict")
@@ -67,16 +67,10 @@ def fold_logits(run_dir: Path, split: Split, loading: dict, device_name: str, pr
     """[n, views, 26] logits of one fold's best.pt on the images, with the fold's own preprocessing,
     precision and TTA views."""
     cfg = OmegaConf.create(read_yaml(run_dir / CONFIG, "re-run the fold with trainer.overwrite=true"))
-    t = cfg.trainer
-    device = resolve_device(device_name)
-    precision = resolve_precision(t.precision, device)
-    model, batching = place_model(
-        build_model(**model_args(cfg)), device, cfg.backbone.in_chans, t.channels_last
-    )
-    model.load_state_dict(load_checkpoint(run_dir / BEST)["model"])
+    model, batching, precision = fold_model(cfg, run_dir, device_name)
     ds = DaconImages(split, img_size=cfg.backbone.img_size, denoise=cfg.data.denoise)
     logits, _, _ = predict(
-        model, make_loader(ds, **loading), batching, precision, t.tta_views, progress, run_dir.name
+        model, make_loader(ds, **loading), batching, precision, cfg.trainer.tta_views, progress, run_dir.name
     )
     return logits
 
@@ -102,8 +96,7 @@ def run_predict(cfg: DictConfig) -> Path:
         ],
         axis=1,
     )
-    counts = pd.Series([e for e, _ in runs]).value_counts()
-    weights = np.array([record["weights"][e] / counts[e] for e, _ in runs])
+    weights = run_weights([e for e, _ in runs], record["weights"])
     probs = aggregate(stacked, chosen.aggregation, view_columns(chosen.views), weights, chosen.temperature)
     labels = decode_with(chosen, probs, count_range or (0, len(LETTERS)))
     frame = pd.DataFrame(labels.astype(int), columns=list(LETTERS))

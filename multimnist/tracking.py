@@ -7,6 +7,7 @@ files go under the run folder (`dir=`). Folds of one experiment share a wandb gr
 from __future__ import annotations
 
 import importlib.util
+import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,9 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     is one ValueError naming the file (and the line)."""
     remedy = "delete it (the run keeps its checkpoints) or re-run with trainer.overwrite=true"
     try:
-        lines = path.read_text().splitlines()
-        rows = pd.read_csv(path).to_dict("records") if lines else []
+        text = path.read_text()
+        lines = text.splitlines()
+        rows = pd.read_csv(io.StringIO(text)).to_dict("records") if lines else []
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: unreadable metrics ({first_line(err)}); {remedy}") from None
     width = lines[0].count(",") if lines else 0

@@ -21,8 +21,9 @@ from omegaconf import DictConfig  # noqa: E402
 from multimnist.cli import report, run_cli  # noqa: E402
 from multimnist.config import validate  # noqa: E402
 from multimnist.data.dacon import DatasetError, decode_gray, image_name  # noqa: E402
-from multimnist.io import atomic_path, ensure_writable  # noqa: E402
+from multimnist.io import ensure_writable  # noqa: E402
 from multimnist.labels import LETTERS  # noqa: E402
+from multimnist.plots import save_figure  # noqa: E402
 from multimnist.synth.compositor import Compositor, CompositorConfig  # noqa: E402
 from multimnist.synth.distractors import distractor_bank  # noqa: E402
 from multimnist.synth.glyphs import load_glyphs  # noqa: E402
@@ -68,9 +69,7 @@ def preview(cfg: DictConfig) -> Path:
         ax.imshow(img, cmap="gray", vmin=0, vmax=255)
         ax.set_title(title, fontsize=8)
     fig.suptitle(f"{cfg.glyphs.source} glyphs, {cfg.n} generated" + (f", {len(real)} real" if real else ""))
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out)
     print(f"wrote {out}: {cfg.n} generated image(s)" + (f" beside {len(real)} real one(s)" if real else ""))
     return out
 
