@@ -1,4 +1,5 @@
-"""Builders with plain arguments: device, datasets, loader, model, optimizer, scheduler, loss.
+"""Builders with plain arguments: device, datasets, loader, model, optimizer, scheduler, loss, and the
+training setup (step + state) that fold training and glyph pretraining share.
 
 Used by training, the ensemble's re-prediction, the benchmarks and the tests alike. Nothing here
 knows Hydra: `multimnist.config`'s `*_args` adapters turn a composed config into these arguments.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -16,20 +17,23 @@ import numpy as np
 import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from multimnist.data.augment import build_pipeline
 from multimnist.data.cache import cached_images
-from multimnist.data.dacon import DaconImages, DaconLayout, load_split
+from multimnist.data.dacon import DaconLayout, load_split
+from multimnist.data.dataset import DaconImages
 from multimnist.data.folds import folds_filename, load_or_make_folds
-from multimnist.engine import Batching, resolve_device
+from multimnist.engine import Batching, TrainStep, resolve_device, resolve_precision
 from multimnist.gpus import claim_slot
 from multimnist.io import OutputError, ensure_writable
 from multimnist.losses import build_loss
-from multimnist.model import build_model
+from multimnist.model import build_model, input_normalization
 from multimnist.rundir import first_line
+from multimnist.state import TrainState
 
 __all__ = [
     "build_datasets",
@@ -38,6 +42,7 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "build_scheduler",
+    "build_training",
     "make_loader",
     "place_model",
 ]
@@ -148,13 +153,19 @@ def make_loader(
 
 
 def place_model(
-    model: nn.Module, device: torch.device, in_chans: int = 1, channels_last: bool = False
+    model: nn.Module,
+    device: torch.device,
+    in_chans: int = 1,
+    channels_last: bool = False,
+    normalize: bool = False,
 ) -> tuple[nn.Module, Batching]:
-    """`model` on `device` (channels_last if asked) and how gray batches become its input."""
+    """`model` on `device` (channels_last if asked) and how gray batches become its input: [0, 1]
+    pixels, or with `normalize` the mean/std its pretrained weights expect (`input_normalization`)."""
+    mean, std = input_normalization(model, in_chans) if normalize else (None, None)
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return model, Batching(device, in_chans, channels_last)
+    return model, Batching(device, in_chans, channels_last, mean, std)
 
 
 def build_optimizer(
@@ -235,3 +246,54 @@ def build_scheduler(
         )
         return scheduler
     raise ValueError(f"scheduler.name must be none, cosine, plateau or step, got {name!r}")
+
+
+def build_training(
+    model: nn.Module,
+    device: torch.device,
+    *,
+    in_chans: int,
+    channels_last: bool,
+    precision: str,
+    optimizer: Mapping[str, Any],
+    normalize: bool = False,
+    scheduler: Mapping[str, Any],
+    epochs: int,
+    updates_per_epoch: int,
+    loss_fn: nn.Module,
+    clip_grad: float | None = None,
+    accum_steps: int = 1,
+    ema_decay: float | None = None,
+    progress: bool = True,
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
+    **step_options: Any,
+) -> tuple[TrainStep, TrainState]:
+    """What fold training and glyph pretraining both set up around a built `model`: placement on
+    `device` (channels_last), autocast precision, timm's optimizer and schedule, fp16's grad scaler,
+    EMA (`ema_decay`), the resumable state, and the update step.
+
+    `wrap` puts the forward pass in something (DistributedDataParallel, torch.compile); the state
+    keeps the bare model. `step_options`: TrainStep's other fields (agree, augment, augment_seed).
+    """
+    model, batching = place_model(model, device, in_chans, channels_last, normalize)
+    autocast = resolve_precision(precision, device)
+    opt = build_optimizer(model, **optimizer)
+    schedule = build_scheduler(opt, epochs, updates_per_epoch, **scheduler)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast.needs_scaler)
+    ema = ModelEmaV3(model, decay=ema_decay) if ema_decay is not None else None
+    state = TrainState(model, opt, schedule, scaler, ema)
+    step = TrainStep(
+        model=wrap(model) if wrap is not None else model,
+        loss_fn=loss_fn,
+        optimizer=opt,
+        batching=batching,
+        precision=autocast,
+        scaler=scaler,
+        scheduler=schedule,
+        ema=ema,
+        clip_grad=clip_grad,
+        accum_steps=accum_steps,
+        progress=progress,
+        **step_options,
+    )
+    return step, state

@@ -20,20 +20,41 @@ from omegaconf.errors import OmegaConfBaseException
 
 from multimnist.config import register_configs
 from multimnist.data.dacon import DatasetError
-from multimnist.io import OutputError, ensure_writable
+from multimnist.io import DiskFull, OutputError, ensure_writable
 
 # What bad input or a failed run raises: reported as one `error:` line, exit 2.
-EXPECTED_ERRORS = (DatasetError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError)
+EXPECTED_ERRORS = (DatasetError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError, DiskFull)
 
 
 class Interrupted(Exception):
     """Stopped on request (Ctrl-C) after saving where to resume; the message says so. Exit 130."""
 
 
-def report(job: Callable[[], Any], resume_hint: str | None = None) -> Any:
-    """Run an entry point's job and return its value: expected errors become one `error:` line (exit 2),
-    an interruption its message (exit 130). Inside `@hydra.main`, so the config is already composed."""
+def names_as_typed(exp: Any) -> None:
+    """`exp=1e3` on the command line: Hydra reads a number (1000.0) and the folder would be named
+    `1000.0`. Refused, with how to keep the name as typed (quote it)."""
+    from hydra.core.hydra_config import HydraConfig
+
     try:
+        overrides = HydraConfig.get().overrides.task
+    except ValueError:  # not under @hydra.main
+        return
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.lstrip("+~") == "exp" and value and str(exp) != value.strip("'\""):
+            raise ValueError(
+                f"exp={value} would name the folder {str(exp)!r} (Hydra reads {value} as a number); "
+                f"quote it to keep it as typed: exp=\"'{value}'\""
+            )
+
+
+def report(job: Callable[[], Any], resume_hint: str | None = None, exp: Any = None) -> Any:
+    """Run an entry point's job and return its value: expected errors become one `error:` line (exit 2),
+    an interruption its message (exit 130). Inside `@hydra.main`, so the config is already composed;
+    `exp`: the composed experiment name, checked to be what was typed."""
+    try:
+        if exp is not None:
+            names_as_typed(exp)
         return job()
     except Interrupted as stopped:
         print(str(stopped), file=sys.stderr)
@@ -94,6 +115,9 @@ def run_cli(hydra_main: Callable[[], Any]) -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises its errors instead of printing them
     try:
         hydra_main()
+    except BrokenPipeError:  # `--help | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     except (HydraException, OmegaConfBaseException) as err:
         if wants_traceback:
             raise

@@ -20,23 +20,34 @@ only place that knows both shapes.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from multimnist.choices import (
+    AGGREGATIONS,
+    DECODINGS,
+    DEVICE_AUGMENT,
+    FOLD_METHODS,
+    GLOBAL_POOLS,
+    GLYPH_SOURCES,
+    HEADS,
+    PRECISIONS,
+    TTA_VIEWS,
+    VIEW_SETS,
+    WANDB_MODES,
+)
 from multimnist.data.dacon import DaconLayout
-from multimnist.data.folds import METHODS
-from multimnist.engine import PRECISIONS
-from multimnist.model import GLOBAL_POOLS, HEADS
-from multimnist.synth.compositor import CompositorConfig
-from multimnist.tracking import WANDB_MODES
-from multimnist.tta import AGGREGATIONS, VALID_VIEWS
+from multimnist.rundir import experiment_name, fold_dir
+from multimnist.synth.options import CompositorConfig
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the config tree the entry points read
+CONF_PACKAGE = "multimnist.conf"  # conf/ in a checkout; shipped inside the wheel under this name
+CONF_DIR = Path(str(resources.files(CONF_PACKAGE)))  # the config tree the entry points read
 
 
 class ConfigError(ValueError):
@@ -69,6 +80,12 @@ def _folder_name(default: Any = MISSING) -> Any:
     return field(default=default, metadata=check(ok, "must be a plain folder name (no '/', not empty)"))
 
 
+def _path(default: Any = MISSING) -> Any:
+    """A file or folder path: an empty one (an unset shell variable) is an error naming the key."""
+    ok = lambda v: str(v).strip() != ""  # noqa: E731
+    return field(default=default, metadata=check(ok, "is empty (an unset shell variable?); give a path"))
+
+
 def _one_of(choices: tuple, default: Any = MISSING) -> Any:
     return field(default=default, metadata=check(lambda v: v in choices, f"must be one of {choices}"))
 
@@ -78,7 +95,7 @@ def _one_of(choices: tuple, default: Any = MISSING) -> Any:
 
 @dataclass
 class FoldsConfig:
-    method: str = _one_of(METHODS, "stratified")
+    method: str = _one_of(FOLD_METHODS, "stratified")
     n_splits: int = _at_least(2, 5)
     seed: int = 42
 
@@ -90,7 +107,7 @@ _DACON = {f.name: f.default for f in dataclasses.fields(DaconLayout)}  # the nam
 class DataConfig:
     """A dataset root in Dacon's layout (multimnist.data.dacon.DaconLayout) and how it is read."""
 
-    root: str | None = "data/synth"
+    root: str | None = _path("data/synth")
     train_dir: str = _DACON["train_dir"]
     train_csv: str = _DACON["train_csv"]
     test_dir: str = _DACON["test_dir"]
@@ -100,7 +117,7 @@ class DataConfig:
     image_size: int = _positive(_DACON["image_size"])
     denoise: bool = False
     cache: bool = True
-    cache_dir: str | None = None
+    cache_dir: str | None = _path(None)
     folds: FoldsConfig = field(default_factory=FoldsConfig)
 
 
@@ -108,9 +125,13 @@ class DataConfig:
 class BackboneConfig:
     """Shared by every backbone option: an option sets `name` and what differs from these defaults."""
 
-    name: str = MISSING
-    pretrained: bool = False
-    weights: str | None = None
+    name: str = MISSING  # a timm model name, optionally with its pretrained tag (name.tag)
+    pretrained: bool = False  # timm's weights (ImageNet): HF cache/hub, or pretrained_file
+    pretrained_file: str | None = _path(
+        None
+    )  # timm's local-file route: pretrained_cfg_overlay=dict(file=...)
+    normalize: bool = False  # feed the mean/std the pretrained weights expect, not [0, 1] pixels
+    weights: str | None = _path(None)
     in_chans: int = _one_of((1, 3), 1)
     drop_rate: float = _fraction(0.0)
     drop_path_rate: float | None = _fraction(None)
@@ -229,14 +250,14 @@ class TrainerConfig(LoopConfig):
     ema_decay: float = _fraction(0.999)
     compile: bool = False
     patience: int | None = _at_least(1, None)
-    tta_views: int = _one_of(VALID_VIEWS, 4)
+    tta_views: int = _one_of(TTA_VIEWS, 4)
     limit_batches: int | None = _at_least(1, None)  # only this many batches per epoch (trainer=debug)
-    device_augment: str = _one_of(("auto", "on", "off"), "auto")  # rot90/flips batched on the device
+    device_augment: str = _one_of(DEVICE_AUGMENT, "auto")  # rot90/flips batched on the device
 
 
 @dataclass
 class PathsConfig:
-    experiments: str = "experiments"
+    experiments: str = _path("experiments")
 
 
 @dataclass
@@ -265,14 +286,14 @@ class EnsembleOptions:
     weights: list[float] | None = None
     allow_partial: bool = False
     aggregation: str = _one_of(("auto", *AGGREGATIONS), "auto")
-    views: str = _one_of(("auto", "identity", "all"), "auto")
-    decoding: str = _one_of(("auto", "fixed_0.5", "fixed_0.6", "global", "per_class", "count_aware"), "auto")
+    views: str = _one_of(("auto", *VIEW_SETS), "auto")
+    decoding: str = _one_of(("auto", *DECODINGS), "auto")
     count_range: list[int] | None = field(
         default=None, metadata=check(lambda v: len(v) == 2, "must be [low, high]")
     )
     temperature: bool = True
     repredict: bool = False
-    tta_views: int | None = _one_of(VALID_VIEWS, None)
+    tta_views: int | None = _one_of(TTA_VIEWS, None)
     plots: bool = True
     seed: int = 0
 
@@ -287,14 +308,14 @@ class EnsembleConfig:
 
 @dataclass
 class GlyphsConfig:
-    source: str = "procedural"
+    source: str = _one_of(GLYPH_SOURCES, "procedural")
     path: Any = None
     options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class SynthConfig:
-    out: str = MISSING
+    out: str = _path()
     n_train: int = _at_least(0, 2000)
     n_test: int = _at_least(0, 500)
     seed: int = 0
@@ -310,10 +331,10 @@ class SynthConfig:
 class ShowConfig:
     """A preview grid of generated (and real) images (multimnist.synth.show)."""
 
-    out: str = "data_preview.png"
+    out: str = _path("data_preview.png")
     n: int = _at_least(1, 8)
     seed: int = 0
-    real: str | None = None
+    real: str | None = _path(None)
     compositor: CompositorConfig = field(default_factory=CompositorConfig)
     glyphs: GlyphsConfig = field(default_factory=GlyphsConfig)
 
@@ -351,8 +372,8 @@ class PredictConfig:
     """An ensembled experiment applied to a folder of images (multimnist.predict)."""
 
     exp: str = _folder_name(MISSING)
-    images: str = MISSING
-    out: str = MISSING
+    images: str = _path()
+    out: str = _path()
     paths: PathsConfig = field(default_factory=PathsConfig)
     batch_size: int = _at_least(1, 64)
     num_workers: int = _at_least(0, 2)
@@ -386,6 +407,16 @@ def parallel_jobs() -> int:
     return torch.cuda.device_count() or 2
 
 
+def group_options(*groups: str) -> str:
+    """`group: option, option, ...` lines for an entry point's --help, read from the config folder
+    (the schemas Hydra also lists as options are left out)."""
+    lines = []
+    for group in groups:
+        names = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+        lines.append(f"  {group}: {', '.join(names)}")
+    return "\n".join(lines)
+
+
 def register_configs() -> None:
     """Store every schema in Hydra's ConfigStore and register the `parallel_jobs` resolver.
 
@@ -401,6 +432,7 @@ def register_configs() -> None:
     for group, name, schema in GROUP_SCHEMAS:
         cs.store(group=group, name=name, node=schema)
     OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs, replace=True)
+    OmegaConf.register_new_resolver("multimnist_groups", group_options, replace=True)
 
 
 def compose(config_name: str = "train", overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
@@ -450,7 +482,9 @@ def validate(cfg: DictConfig) -> None:
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
-    return Path(cfg.paths.experiments) / cfg.exp / f"fold{cfg.fold}"
+    """The fold's folder; a run with trainer.limit_batches (trainer=debug) goes to `<exp>-debug`."""
+    exp = experiment_name(cfg.exp, debug=cfg.trainer.limit_batches is not None)
+    return fold_dir(cfg.paths.experiments, exp, cfg.fold)
 
 
 def dataset_args(cfg: DictConfig) -> dict:
@@ -473,14 +507,23 @@ def loader_args(cfg: DictConfig) -> dict:
     return {"batch_size": cfg.trainer.batch_size, "num_workers": cfg.trainer.num_workers}
 
 
-def model_args(cfg: DictConfig) -> dict:
-    b = cfg.backbone
-    keys = ("name", "pretrained", "weights", "in_chans", "drop_rate", "drop_path_rate")
-    heads = {
-        "global_pool": b.get("global_pool", "avg"),
-        "head": b.get("head", "pooled"),
-    }  # older runs lack them
-    return {k: b[k] for k in keys} | heads
+def model_args(cfg: Mapping) -> dict:
+    """`build_model`'s arguments. `cfg`: a composed config, or a stored one (`rundir.read_config`
+    fills in the keys older runs lack)."""
+    b = cfg["backbone"]
+    keys = ("name", "pretrained", "pretrained_file", "weights", "in_chans", "drop_rate", "drop_path_rate")
+    return {k: b[k] for k in (*keys, "global_pool", "head")}
+
+
+def placement_args(cfg: Mapping) -> dict:
+    """How a built network is placed and fed (`build.place_model` / `build_training`)."""
+    b, t = cfg["backbone"], cfg["trainer"]
+    return {"in_chans": b["in_chans"], "channels_last": t["channels_last"], "normalize": b["normalize"]}
+
+
+def inference_args(cfg: Mapping) -> dict:
+    """`runs.fold_model`'s arguments for a fold's stored config: how its network is built and placed."""
+    return {"model": model_args(cfg), "precision": cfg["trainer"]["precision"]} | placement_args(cfg)
 
 
 def optimizer_args(cfg: DictConfig) -> dict:

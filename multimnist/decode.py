@@ -1,11 +1,17 @@
-"""Probabilities -> 0/1 labels, and calibration: thresholds (global, per class), count-aware decoding,
-temperature scaling. Everything works on numpy arrays [N, 26]; nothing here knows about runs or files.
+"""Logits -> probabilities -> 0/1 labels: aggregation over models and TTA views, thresholds (global,
+per class), count-aware decoding, temperature scaling, and the candidates the ensemble scores on OOF.
+Everything works on numpy arrays ([N, K, V, 26] logits, [N, 26] probabilities); nothing here knows
+about runs or files.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
+
 import numpy as np
 from scipy.optimize import minimize_scalar
+
+from multimnist.choices import AGGREGATIONS
 
 GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
 
@@ -107,3 +113,116 @@ def reliability(
         if m.any():
             conf[b], freq[b], share[b] = p[m].mean(), y[m].mean(), m.mean()
     return conf, freq, share
+
+
+def aggregate(
+    logits: np.ndarray,
+    how: str,
+    views: list[int] | None = None,
+    weights: np.ndarray | None = None,
+    temperature: float = 1.0,
+) -> np.ndarray:
+    """Combine logits [N, K, V, 26] (K models, V views) into probabilities [N, 26].
+
+    prob_mean averages sigmoid(logit / T) (the seed solution); logit_mean averages logits, then applies
+    the sigmoid (1st place). `views` picks view columns; `weights` (K) weighs the models.
+    """
+    if how not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {how!r}")
+    z = logits if views is None else logits[:, :, views]
+    z = z.astype(np.float64) / temperature
+    w = np.ones(z.shape[1]) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    if how == "prob_mean":
+        return np.einsum("nkvc,k->nc", sigmoid(z), w) / z.shape[2]
+    return sigmoid(np.einsum("nkvc,k->nc", z, w) / z.shape[2])
+
+
+@dataclass
+class Candidate:
+    aggregation: str
+    views: str  # identity | all
+    decoding: str
+    oof_accuracy: float
+    thresholds: float | list[float] | None = None
+    temperature: float = 1.0
+    test_accuracy: float | None = None
+    test_pred: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.aggregation}/{self.views}/{self.decoding}"
+
+    def to_json(self) -> dict:
+        """The report's record of this candidate (its test predictions left out)."""
+        return {"name": self.name} | {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name != "test_pred"
+        }
+
+
+def view_columns(views: str) -> list[int] | None:
+    """The TTA view columns a candidate's `views` means: identity = [0], all = every saved view (None)."""
+    return [0] if views == "identity" else None
+
+
+def decode_with(c: Candidate, probs: np.ndarray, count_range: tuple[int, int]) -> np.ndarray:
+    pred = threshold(probs, np.asarray(c.thresholds))
+    if c.decoding == "count_aware":
+        pred = count_aware(probs, pred, *count_range)
+    return pred
+
+
+def score_candidates(
+    oof: np.ndarray,
+    labels: np.ndarray,
+    exp_weights: np.ndarray,
+    count_range: tuple[int, int],
+    temperature: bool,
+    seed: int = 0,
+) -> list[Candidate]:
+    """Every aggregation x views x decoding, scored on OOF. Per-class thresholds are scored cross-fitted."""
+    n_views = oof.shape[2]
+    view_sets = ["identity"] + (["all"] if n_views > 1 else [])
+    out = []
+    for how in AGGREGATIONS:
+        for views_name in view_sets:
+            cols = view_columns(views_name)
+            t = 1.0
+            if temperature:
+                chosen = oof if cols is None else oof[:, :, cols]
+                mean_logits = (
+                    np.einsum("nkvc,k->nc", chosen, exp_weights / exp_weights.sum()) / chosen.shape[2]
+                )
+                t = fit_temperature(mean_logits, labels)
+            probs = aggregate(oof, how, cols, exp_weights, t)
+            best_t, _ = tune_global(probs, labels)
+            held_out, per_class = cross_fitted_per_class(probs, labels, seed)
+            for name, thr, acc in (
+                ("fixed_0.5", 0.5, None),
+                ("fixed_0.6", 0.6, None),
+                ("global", best_t, None),
+                ("per_class", per_class.tolist(), held_out),
+                ("count_aware", best_t, None),
+            ):
+                c = Candidate(how, views_name, name, 0.0, thr, t)
+                if acc is None:
+                    acc = cell_accuracy(decode_with(c, probs, count_range), labels)
+                c.oof_accuracy = acc
+                out.append(c)
+    return out
+
+
+def choose(candidates: list[Candidate], aggregation: str, views: str, decoding: str) -> Candidate:
+    """The best OOF accuracy among the candidates the config allows ('auto' allows all)."""
+    allowed = [
+        c
+        for c in candidates
+        if aggregation in ("auto", c.aggregation)
+        and views in ("auto", c.views)
+        and decoding in ("auto", c.decoding)
+    ]
+    if not allowed:
+        raise ValueError(
+            f"no candidate matches aggregation={aggregation}, views={views}, decoding={decoding}"
+        )
+    return max(allowed, key=lambda c: c.oof_accuracy)

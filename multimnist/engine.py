@@ -20,11 +20,10 @@ from sklearn.metrics import roc_auc_score
 from timm.utils import ModelEmaV3, dispatch_clip_grad
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
+from multimnist.choices import PRECISIONS
+from multimnist.progress import progress as progress_bar
 from multimnist.tta import view, view_ids
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -72,6 +71,8 @@ class Batching:
     device: torch.device
     in_chans: int = 1
     channels_last: bool = False
+    mean: tuple[float, ...] | None = None  # per-channel normalisation (backbone.normalize), else [0, 1]
+    std: tuple[float, ...] | None = None
 
     def __call__(
         self, x: torch.Tensor, augment: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -83,6 +84,10 @@ class Batching:
             x = augment(x)
         if self.in_chans != 1:
             x = x.expand(-1, self.in_chans, -1, -1)  # replicate gray for weights that expect RGB
+        if self.mean is not None:
+            mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+            std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+            x = (x - mean) / std
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
@@ -212,7 +217,7 @@ def train_one_epoch(
     steps = start_step + len(loader)
     start = time.perf_counter()
     step.optimizer.zero_grad(set_to_none=True)
-    bar = tqdm(loader, disable=not step.progress, desc=f"epoch {epoch} train", leave=False, unit="batch")
+    bar = progress_bar(loader, enabled=step.progress, desc=f"epoch {epoch} train", unit="batch")
     for i, (x, y, _) in enumerate(bar, start=start_step):
         x, y = step.batching(x, _batch_augment(step, epoch, i)), y.to(device, non_blocking=True)
         boundary = (i + 1) % accum == 0 or i + 1 == steps
@@ -258,7 +263,7 @@ def predict(
     model.eval()
     ids = view_ids(n_views)
     logits, indices, labels = [], [], []
-    for x, y, index in tqdm(loader, disable=not progress, desc=desc, leave=False, unit="batch"):
+    for x, y, index in progress_bar(loader, enabled=progress, desc=desc, unit="batch"):
         x = batching(x)
         with _autocast(batching.device, precision):
             out = torch.stack([model(view(x, k)).float() for k in ids], dim=1)
@@ -321,3 +326,17 @@ def evaluate(
             "(lower optimizer.lr, or set trainer.clip_grad); last.pt holds the epoch before"
         )
     return {"val_loss": loss, **multilabel_metrics(flat, labels)}
+
+
+def end_of_epoch(
+    step: TrainStep, epoch: int, score: Callable[[], dict[str, float]], monitor: str
+) -> tuple[float, dict[str, float]]:
+    """timm's order at an epoch's end: Lookahead's slow weights synced, the model scored (`score`),
+    the per-epoch schedule stepped on `scores[monitor]`. Returns the lr after that step and the scores.
+    Fold training and glyph pretraining both end their epochs here."""
+    if hasattr(step.optimizer, "sync_lookahead"):
+        step.optimizer.sync_lookahead()
+    scores = score()
+    if step.scheduler is not None:
+        step.scheduler.step(epoch + 1, scores[monitor])
+    return step.optimizer.param_groups[0]["lr"], scores

@@ -8,274 +8,37 @@ test matrix, scores every aggregation x views x decoding candidate on OOF, and w
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import hydra
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
 from multimnist import decode, plots
-from multimnist.build import build_datasets, build_model, make_loader, place_model
 from multimnist.cli import report, run_cli
-from multimnist.config import dataset_args, loader_args, model_args, validate
-from multimnist.data.dacon import DaconLayout, read_label_csv
-from multimnist.data.fingerprint import dataset_fingerprint, fingerprint_difference
-from multimnist.engine import Batching, Precision, predict, resolve_device, resolve_precision
+from multimnist.config import dataset_args, inference_args, loader_args, validate
+from multimnist.decode import Candidate, aggregate, choose, decode_with, score_candidates, view_columns
 from multimnist.io import atomic_path, ensure_writable, save_text
 from multimnist.labels import CSV_COLUMNS, LETTERS
 from multimnist.report import write_diagnostics, write_page
-from multimnist.rundir import (
-    BEST,
-    CONFIG,
-    DATASET,
-    FINISHED_MARK,
-    OOF_INDEX,
-    OOF_LOGITS,
-    TEST_LOGITS,
-    computed_config,
-    load_checkpoint,
-    load_logits,
-    read_json,
-    read_yaml,
+from multimnist.rundir import ENSEMBLE_RECORD, SUBMISSION, ensemble_dir, run_lock
+from multimnist.runs import (
+    Answers,
+    EnsembleError,
+    FoldRun,
+    collect_runs,
+    fold_model,
+    most_recent_experiment,
+    oof_matrix,
+    read_answers,
+    test_matrix,
+    training_summary,
 )
-from multimnist.tta import AGGREGATIONS, aggregate
 
 log = logging.getLogger("multimnist.ensemble")
-
-LOGITS = (OOF_LOGITS, OOF_INDEX, TEST_LOGITS)
-
-
-class EnsembleError(ValueError):
-    """Runs that cannot be combined; the message names the run."""
-
-
-@dataclass
-class FoldRun:
-    path: Path
-    exp: str  # the experiment folder's name (a copied or renamed experiment is keyed by its folder)
-    fold: int
-    config: DictConfig
-    oof: np.ndarray  # [n_val, V, 26]
-    oof_index: np.ndarray  # [n_val]
-    test: np.ndarray  # [n_test, V, 26]
-    dataset: dict | None = None  # the trained-on data's fingerprint (dataset.json; older runs lack it)
-
-    @property
-    def config_hash(self) -> str:
-        """Same for every fold of one training config (fold and execution-only keys left out)."""
-        cfg = computed_config(OmegaConf.to_container(self.config, resolve=True))
-        cfg.pop("fold", None)
-        return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def load_run(path: Path) -> FoldRun:
-    missing = [str(f) for f in (*LOGITS, CONFIG) if not (path / f).is_file()]
-    if missing:
-        raise EnsembleError(f"{path}: not a finished fold run (missing {', '.join(missing)})")
-    try:  # every file read back through rundir's checked readers: a damaged one is one line
-        cfg = OmegaConf.create(read_yaml(path / CONFIG, "re-run the fold with trainer.overwrite=true"))
-        oof, oof_index, test = (load_logits(path / f, finite=True) for f in LOGITS)
-        dataset = read_json(path / DATASET) if (path / DATASET).is_file() else None
-    except ValueError as err:
-        raise EnsembleError(str(err)) from None
-    if oof.ndim != 3 or test.ndim != 3 or oof.shape[-1] != len(LETTERS) or len(oof) != len(oof_index):
-        raise EnsembleError(f"{path}: logits have shapes {oof.shape}, {oof_index.shape}, {test.shape}")
-    if "fold" not in cfg or "data" not in cfg:
-        raise EnsembleError(f"{path / CONFIG}: no fold or data key; not a config written by multimnist.train")
-    oof, test = oof.astype(np.float32), test.astype(np.float32)
-    return FoldRun(path, path.parent.name, int(cfg.fold), cfg, oof, oof_index, test, dataset)
-
-
-def most_recent_experiment(experiments: Path) -> str:
-    """The experiment whose newest finished fold is the most recent."""
-    marks = sorted(experiments.glob(f"*/fold*/{FINISHED_MARK}"), key=lambda p: p.stat().st_mtime)
-    if not marks:
-        raise EnsembleError(
-            f"{experiments}: no finished fold runs (train some with python -m multimnist.train)"
-        )
-    return marks[-1].parent.parent.name
-
-
-def collect_runs(experiments: Path, names: list[str], allow_partial: bool = False) -> list[FoldRun]:
-    """Every fold run of the named experiments, checked to be combinable."""
-    runs: list[FoldRun] = []
-    for name in names:
-        folders = sorted((experiments / name).glob("fold*"))
-        if not folders:
-            raise EnsembleError(f"{experiments / name}: no fold runs")
-        found = [load_run(f) if (f / FINISHED_MARK).is_file() else None for f in folders]
-        done = [r for r in found if r is not None]
-        if not done:
-            raise EnsembleError(f"{experiments / name}: no finished fold (no {FINISHED_MARK} in any fold)")
-        n_splits = int(done[0].config.data.folds.n_splits)
-        missing = sorted(set(range(n_splits)) - {r.fold for r in done})
-        if missing:
-            message = f"{experiments / name}: fold(s) {missing} of {n_splits} missing or unfinished"
-            if not allow_partial:
-                raise EnsembleError(message + " (ensemble.allow_partial=true to combine the rest)")
-            log.warning("%s; combining the %d finished fold(s)", message, len(done))
-        runs += done
-    ref = runs[0]
-    for run in runs[1:]:
-        other_data = _data_difference(ref, run)
-        if other_data:
-            raise EnsembleError(f"{run.path}: trained on other data than {ref.path}: {other_data}")
-        for what, a, b in (
-            ("folds (data.folds)", dict(ref.config.data.folds), dict(run.config.data.folds)),
-            ("number of TTA views", ref.oof.shape[1], run.oof.shape[1]),
-            ("test set size", len(ref.test), len(run.test)),
-        ):
-            if a != b:
-                raise EnsembleError(f"{run.path}: its {what} is {b}, but {ref.path} has {a}")
-    return runs
-
-
-def _data_difference(a: FoldRun, b: FoldRun) -> str | None:
-    """How two runs' data differ, by fingerprint; runs older than fingerprints are compared by path."""
-    if a.dataset is not None and b.dataset is not None:
-        return fingerprint_difference(a.dataset, b.dataset)
-    return None if _root(a) == _root(b) else f"data.root {_root(b)}, not {_root(a)}"
-
-
-def _root(run: FoldRun) -> str:
-    return str(Path(run.config.data.root).expanduser().resolve())
-
-
-def oof_matrix(
-    runs: list[FoldRun], train_index: np.ndarray, allow_partial: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """OOF logits [n_rows, E, V, 26] over the training rows every experiment covered, and those rows."""
-    exps = list(dict.fromkeys(r.exp for r in runs))
-    position = pd.Series(np.arange(len(train_index)), index=train_index)
-    n_views = runs[0].oof.shape[1]
-    out = np.full((len(train_index), len(exps), n_views, len(LETTERS)), np.nan, np.float32)
-    covered = np.ones(len(train_index), bool)
-    for e, name in enumerate(exps):
-        seen = np.zeros(len(train_index), bool)
-        for run in (r for r in runs if r.exp == name):
-            unknown = ~np.isin(run.oof_index, train_index)
-            if unknown.any():
-                raise EnsembleError(
-                    f"{run.path}: oof_index holds {run.oof_index[unknown][0]}, not a training index"
-                )
-            rows = position.loc[run.oof_index].to_numpy()
-            if seen[rows].any():
-                raise EnsembleError(f"{run.path}: its validation rows overlap another fold of {name}")
-            seen[rows] = True
-            out[rows, e] = run.oof
-        if not seen.all() and not allow_partial:
-            raise EnsembleError(f"{name}: its folds cover {seen.sum()} of {len(seen)} training images")
-        covered &= seen
-    return out[covered], np.flatnonzero(covered)
-
-
-def test_matrix(runs: list[FoldRun], exp_weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Test logits [n_test, K, V, 26] of every fold run and each run's weight (its experiment's, split
-    evenly over that experiment's folds)."""
-    return np.stack([r.test for r in runs], axis=1), run_weights([r.exp for r in runs], exp_weights)
-
-
-def run_weights(exps: list[str], exp_weights: dict[str, float]) -> np.ndarray:
-    """Each fold run's weight: its experiment's (`exps`: each run's experiment), split evenly over
-    that experiment's folds."""
-    counts = pd.Series(exps).value_counts()
-    return np.array([exp_weights[e] / counts[e] for e in exps])
-
-
-@dataclass
-class Candidate:
-    aggregation: str
-    views: str  # identity | all
-    decoding: str
-    oof_accuracy: float
-    thresholds: float | list[float] | None = None
-    temperature: float = 1.0
-    test_accuracy: float | None = None
-    test_pred: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def name(self) -> str:
-        return f"{self.aggregation}/{self.views}/{self.decoding}"
-
-    def to_json(self) -> dict:
-        """The report's record of this candidate (its test predictions left out)."""
-        return {"name": self.name} | {
-            f.name: getattr(self, f.name) for f in fields(self) if f.name != "test_pred"
-        }
-
-
-def view_columns(views: str) -> list[int] | None:
-    """The TTA view columns a candidate's `views` means: identity = [0], all = every saved view (None)."""
-    return [0] if views == "identity" else None
-
-
-def decode_with(c: Candidate, probs: np.ndarray, count_range: tuple[int, int]) -> np.ndarray:
-    pred = decode.threshold(probs, np.asarray(c.thresholds))
-    if c.decoding == "count_aware":
-        pred = decode.count_aware(probs, pred, *count_range)
-    return pred
-
-
-def score_candidates(
-    oof: np.ndarray,
-    labels: np.ndarray,
-    exp_weights: np.ndarray,
-    count_range: tuple[int, int],
-    temperature: bool,
-    seed: int = 0,
-) -> list[Candidate]:
-    """Every aggregation x views x decoding, scored on OOF. Per-class thresholds are scored cross-fitted."""
-    n_views = oof.shape[2]
-    view_sets = ["identity"] + (["all"] if n_views > 1 else [])
-    out = []
-    for how in AGGREGATIONS:
-        for views_name in view_sets:
-            cols = view_columns(views_name)
-            t = 1.0
-            if temperature:
-                chosen = oof if cols is None else oof[:, :, cols]
-                mean_logits = (
-                    np.einsum("nkvc,k->nc", chosen, exp_weights / exp_weights.sum()) / chosen.shape[2]
-                )
-                t = decode.fit_temperature(mean_logits, labels)
-            probs = aggregate(oof, how, cols, exp_weights, t)
-            best_t, _ = decode.tune_global(probs, labels)
-            held_out, per_class = decode.cross_fitted_per_class(probs, labels, seed)
-            for name, thr, acc in (
-                ("fixed_0.5", 0.5, None),
-                ("fixed_0.6", 0.6, None),
-                ("global", best_t, None),
-                ("per_class", per_class.tolist(), held_out),
-                ("count_aware", best_t, None),
-            ):
-                c = Candidate(how, views_name, name, 0.0, thr, t)
-                if acc is None:
-                    acc = decode.cell_accuracy(decode_with(c, probs, count_range), labels)
-                c.oof_accuracy = acc
-                out.append(c)
-    return out
-
-
-def choose(candidates: list[Candidate], aggregation: str, views: str, decoding: str) -> Candidate:
-    """The best OOF accuracy among the candidates the config allows ('auto' allows all)."""
-    allowed = [
-        c
-        for c in candidates
-        if aggregation in ("auto", c.aggregation)
-        and views in ("auto", c.views)
-        and decoding in ("auto", c.decoding)
-    ]
-    if not allowed:
-        raise EnsembleError(
-            f"no candidate matches aggregation={aggregation}, views={views}, decoding={decoding}"
-        )
-    return max(allowed, key=lambda c: c.oof_accuracy)
 
 
 def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame) -> None:
@@ -289,26 +52,16 @@ def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame) -> None:
         raise EnsembleError("submission labels must be the integers 0 and 1")
 
 
-def fold_model(cfg: DictConfig, run_dir: Path, device_name: str) -> tuple[nn.Module, Batching, Precision]:
-    """A fold's network with its best.pt weights, placed as it trained (precision, channels_last)."""
-    if not (run_dir / BEST).is_file():
-        raise EnsembleError(f"{run_dir / BEST}: not found; the fold has no checkpoint to predict with")
-    t = cfg.trainer
-    device = resolve_device(device_name)
-    model, batching = place_model(
-        build_model(**model_args(cfg)), device, cfg.backbone.in_chans, t.channels_last
-    )
-    model.load_state_dict(load_checkpoint(run_dir / BEST)["model"])
-    return model, batching, resolve_precision(t.precision, device)
-
-
 def repredict(run: FoldRun, tta_views: int | None) -> FoldRun:
     """Inference from the run's best checkpoint (e.g. with other TTA views) instead of its saved logits."""
-    cfg = run.config.copy()
+    from multimnist.build import build_datasets, make_loader  # torch: only when re-predicting
+    from multimnist.engine import predict
+
+    cfg = OmegaConf.create(run.config)
     if tta_views is not None:
         cfg.trainer.tta_views = tta_views
     t = cfg.trainer
-    model, batching, precision = fold_model(cfg, run.path, t.device)
+    model, batching, precision = fold_model(run.path, **inference_args(cfg), device_name=t.device)
     _, val_ds, test_ds = build_datasets(**dataset_args(cfg))
     (oof, oof_index, _), (test, _, _) = (
         predict(
@@ -318,58 +71,12 @@ def repredict(run: FoldRun, tta_views: int | None) -> FoldRun:
             precision,
             t.tta_views,
             t.progress,
-            f"{run.exp}/fold{run.fold} {name}",
+            f"{run.exp}/{run.path.name} {name}",
         )
         for ds, name in ((val_ds, "oof"), (test_ds, "test"))
     )
-    return FoldRun(run.path, run.exp, run.fold, cfg, oof, oof_index, test, run.dataset)
-
-
-@dataclass
-class Answers:
-    """What the dataset says: training answers, the submission template, test answers when known."""
-
-    train: pd.DataFrame
-    sample: pd.DataFrame
-    test: pd.DataFrame | None
-    layout: DaconLayout  # where the images are (the error gallery shows some)
-
-    @property
-    def floor(self) -> float | None:
-        """All-zeros accuracy of the test answers."""
-        return None if self.test is None else float(1 - self.test.to_numpy().mean())
-
-
-def read_answers(root: str | None, runs: list[FoldRun]) -> Answers:
-    """The answers of the dataset the runs trained on (`root`, if given, must be that dataset)."""
-    given = root is not None
-    root = root or runs[0].config.data.root
-    layout = DaconLayout.from_mapping({**OmegaConf.to_container(runs[0].config.data), "root": root})
-    trained_on = runs[0].dataset
-    if trained_on is None:  # an older run: only its path says which data it used
-        if str(Path(root).expanduser().resolve()) != _root(runs[0]):
-            raise EnsembleError(f"data.root={root} is not the dataset the runs trained on ({_root(runs[0])})")
-    else:
-        change = fingerprint_difference(trained_on, dataset_fingerprint(layout))
-        if change:
-            where = f"data.root={root}" if given else f"{root} (the runs' data.root)"
-            raise EnsembleError(
-                f"{where} no longer holds the data {runs[0].path} trained on ({change}). "
-                "Point data.root at that data, or train again on this one"
-            )
-    test_answer = layout.path("test_answer")
-    answers = Answers(
-        read_label_csv(layout.path("train_csv")),
-        read_label_csv(layout.path("sample_submission")),
-        read_label_csv(test_answer) if test_answer.is_file() else None,
-        layout,
-    )
-    if len(answers.sample) != len(runs[0].test):
-        raise EnsembleError(
-            f"{layout.path('sample_submission')}: {len(answers.sample)} rows, the runs predicted "
-            f"{len(runs[0].test)} test images"
-        )
-    return answers
+    config = OmegaConf.to_container(cfg, resolve=True)
+    return FoldRun(run.path, run.exp, run.fold, config, oof, oof_index, test, run.dataset)
 
 
 def experiment_weights(names: list[str], weights: list[float] | None) -> dict[str, float]:
@@ -403,6 +110,18 @@ def predict_test(
             c.test_accuracy = decode.cell_accuracy(c.test_pred, answers.test.to_numpy())
 
 
+def warn_at_floor(chosen: Candidate, oof_floor: float) -> None:
+    """A chosen decoding no better than predicting no letter at all is worth one loud line."""
+    if chosen.oof_accuracy <= oof_floor + 1e-9:
+        log.warning(
+            "the chosen decoding %s scores %.4f on OOF, no better than all-zeros (%.4f): the folds "
+            "have not learned yet (more epochs, glyph pretraining, or check the data)",
+            chosen.name,
+            chosen.oof_accuracy,
+            oof_floor,
+        )
+
+
 def write_submission(chosen: Candidate, sample: pd.DataFrame, path: Path) -> None:
     sub = pd.DataFrame(chosen.test_pred.astype(int), columns=list(LETTERS))
     sub.insert(0, "index", sample.index.to_numpy())
@@ -422,7 +141,14 @@ def run_ensemble(cfg: DictConfig) -> Path:
         print(f"ensembling the most recent experiment: {exp} (set exp=NAME to choose)")
     names = list(e.experiments) or [exp]
     runs = collect_runs(experiments, names, e.allow_partial)
-    out = ensure_writable(experiments / exp / "ensemble", "paths.experiments")
+    out = ensure_writable(ensemble_dir(experiments, exp), "paths.experiments")
+    with run_lock(out, "ensemble"):
+        return ensemble_into(out, cfg, exp, names, runs)
+
+
+def ensemble_into(out: Path, cfg: DictConfig, exp: str, names: list[str], runs: list[FoldRun]) -> Path:
+    """The ensemble's work once its folder is held: score, choose, write."""
+    e = cfg.ensemble
     if e.repredict:
         runs = [repredict(r, e.tta_views) for r in runs]
     answers = read_answers(cfg.data.root, runs)
@@ -434,8 +160,9 @@ def run_ensemble(cfg: DictConfig) -> Path:
     candidates = score_candidates(oof, labels, weights, count_range, e.temperature, e.seed)
     predict_test(candidates, runs, exp_weights, count_range, answers)
     chosen = choose(candidates, e.aggregation, e.views, e.decoding)
+    warn_at_floor(chosen, float(1 - labels.mean()))
 
-    write_submission(chosen, answers.sample, out / "submission.csv")
+    write_submission(chosen, answers.sample, out / SUBMISSION)
     raw = aggregate(oof, chosen.aggregation, view_columns(chosen.views), weights)
     calibrated = aggregate(oof, chosen.aggregation, view_columns(chosen.views), weights, chosen.temperature)
     report = {
@@ -459,16 +186,19 @@ def run_ensemble(cfg: DictConfig) -> Path:
         ],
         "weights": exp_weights,
         "repredicted": bool(e.repredict),
+        "training": training_summary(runs[0].config),
     }
-    save_text(json.dumps(report, indent=2) + "\n", out / "ensemble.json")
+    save_text(json.dumps(report, indent=2) + "\n", out / ENSEMBLE_RECORD)
     if e.plots:
         write_plots(chosen, raw, calibrated, labels, count_range, report["oof_floor"], out)
         oof_pred = decode_with(chosen, calibrated, count_range)
         ids = answers.train.index.to_numpy()[rows]
-        write_diagnostics([r.path for r in runs], answers.layout, ids, oof_pred, labels, out)
+        seen = {"img_size": runs[0].config.get("backbone", {}).get("img_size")}
+        seen["denoise"] = bool(runs[0].config["data"].get("denoise", False))
+        write_diagnostics([r.path for r in runs], answers.layout, ids, oof_pred, labels, out, **seen)
     page = write_page(out, report, exp)
     print(format_table(candidates, chosen, report))
-    print(f"wrote {out / 'submission.csv'}, {out / 'ensemble.json'}, the plots and {page.name}")
+    print(f"wrote {out / SUBMISSION}, {out / ENSEMBLE_RECORD}, the plots and {page.name}")
     return out
 
 
@@ -513,10 +243,15 @@ def format_table(candidates: list[Candidate], chosen: Candidate, report: dict) -
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="ensemble")
+@hydra.main(version_base="1.3", config_path="pkg://multimnist.conf", config_name="ensemble")
 def main(cfg: DictConfig) -> None:
-    report(lambda: run_ensemble(cfg))  # EnsembleError is a ValueError
+    report(lambda: run_ensemble(cfg), exp=cfg.exp)  # EnsembleError is a ValueError
+
+
+def cli() -> None:
+    """The console script (multimnist-...): the same as python -m."""
+    run_cli(main)
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    cli()

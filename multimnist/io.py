@@ -5,31 +5,58 @@ A crash or kill mid-write leaves the previous file (or none), never a truncated 
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import torch
+
+
+class DiskFull(OSError):
+    """A write ran out of space; the message names the file. The previous file is intact."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 @contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces `path`, on error it is removed."""
+    """Yield a temporary path to write; on success it replaces `path`, on error it is removed.
+
+    A full disk (ENOSPC, EDQUOT) becomes one DiskFull naming `path`: the previous file, if any, is
+    untouched, since only the temporary one was being written.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT) and not isinstance(err, DiskFull):
+            raise DiskFull(
+                err.errno,
+                f"{path}: no space left on device; the previous file is intact. Free some space and "
+                "re-run the same command (it resumes)",
+            ) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def save_torch(obj, path: Path | str) -> None:
+    """torch.save, atomically. Serialised in memory first, so a full disk is a plain OSError of the
+    file write (torch's zip writer reports it as an unnamed RuntimeError)."""
+    import io as _io
+
+    import torch  # here, not at the top: the CLI (and `--help`) imports this module without torch
+
+    buffer = _io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def save_npy(array: np.ndarray, path: Path | str) -> None:

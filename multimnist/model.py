@@ -22,9 +22,9 @@ from timm.layers import SelectAdaptivePool2d
 from timm.models import adapt_input_conv, register_model
 from torch import nn
 
+from multimnist.choices import DOWNSAMPLES, GLOBAL_POOLS, HEADS
 from multimnist.labels import NUM_CLASSES
-
-GLOBAL_POOLS = ("avg", "max", "avgmax", "catavgmax", "lse")
+from multimnist.rundir import load_checkpoint
 
 
 def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -105,10 +105,6 @@ class SmallCNN(nn.Module):
         return self.global_pool(scores.permute(0, 3, 1, 2))
 
 
-HEADS = ("pooled", "per_location")
-DOWNSAMPLES = ("conv", "maxpool")
-
-
 def check_head(global_pool: str, head: str) -> None:
     if global_pool not in GLOBAL_POOLS:
         raise ValueError(f"backbone.global_pool must be one of {GLOBAL_POOLS}, got {global_pool!r}")
@@ -170,12 +166,16 @@ def build_model(
     num_classes: int = NUM_CLASSES,
     global_pool: str = "avg",
     head: str = "pooled",
+    pretrained_file: str | Path | None = None,
 ) -> nn.Module:
     """`timm.create_model` with a `num_classes`-way head behind `global_pool` pooling.
 
-    `pretrained` downloads timm's weights when reachable; `weights` loads a local file on top
-    (`load_weights`: a glyph-pretraining weights file, a run's best.pt, or a timm checkpoint).
-    Neither happens by default.
+    `pretrained` loads timm's weights for `name` (its default tag, or `name.tag`): from the Hugging
+    Face cache or hub, or from `pretrained_file` through timm's `pretrained_cfg_overlay=dict(file=...)`
+    (`multimnist.pretrained.require_pretrained` checks beforehand that one is there). For in_chans=1
+    timm sums the first convolution's RGB filters (`adapt_input_conv`) and drops the 1000-way
+    classifier. `weights` loads a local file on top (`load_weights`: a glyph-pretraining weights
+    file, a run's best.pt, or a timm checkpoint). None of this happens by default.
     """
     check_head(global_pool, head)
     ours = [
@@ -187,6 +187,8 @@ def build_model(
             "with global_pool max, avg, avgmax or catavgmax"
         )
     extra = {"head": head} if head != "pooled" else {}
+    if pretrained and pretrained_file is not None:
+        extra["pretrained_cfg_overlay"] = {"file": str(pretrained_file)}
     if ":" not in name and not timm.is_model(name):  # hf-hub:... names resolve at download
         raise ValueError(
             f"backbone.name={name}: not a timm model (list them with timm.list_models('*effnet*')), "
@@ -207,13 +209,22 @@ def build_model(
     return model
 
 
+def input_normalization(model: nn.Module, in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean and std (per input channel, on [0, 1] pixels) a backbone's pretrained weights expect:
+    timm's pretrained config (ImageNet's by default). For one gray channel, the channel averages:
+    timm's 1-channel stem sums the RGB filters, so it sees gray as the same value on all three."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    mean = tuple(cfg.get("mean") or (0.485, 0.456, 0.406))
+    std = tuple(cfg.get("std") or (0.229, 0.224, 0.225))
+    if in_chans == 1:
+        return (sum(mean) / len(mean),), (sum(std) / len(std),)
+    return mean[:in_chans], std[:in_chans]
+
+
 def _state_dict_of(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: backbone weights file not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip and torch errors alike: one line naming the file
-        raise ValueError(f"{path}: not a readable weights file ({err.__class__.__name__})") from None
+    ckpt = load_checkpoint(path, "give backbone.weights a file saved by torch.save")
     for key in (
         "model",
         "state_dict",

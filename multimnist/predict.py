@@ -16,18 +16,16 @@ from pathlib import Path
 import hydra
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from multimnist.build import make_loader
 from multimnist.cli import report, run_cli
-from multimnist.config import validate
-from multimnist.data.dacon import DaconImages, DatasetError, Split, check_image_header
-from multimnist.engine import predict
-from multimnist.ensemble import Candidate, decode_with, fold_model, run_weights, view_columns
+from multimnist.config import inference_args, validate
+from multimnist.data.dacon import DatasetError, Split, check_image_header
+from multimnist.decode import Candidate, aggregate, decode_with, view_columns
 from multimnist.io import atomic_path, ensure_writable
 from multimnist.labels import LETTERS
-from multimnist.rundir import CONFIG, read_json, read_yaml
-from multimnist.tta import aggregate
+from multimnist.rundir import ENSEMBLE_RECORD, ensemble_dir, fold_dir, read_config, read_json
+from multimnist.runs import fold_model, run_weights
 
 log = logging.getLogger("multimnist.predict")
 
@@ -49,13 +47,11 @@ def image_split(folder: Path, size: int) -> Split:
     return Split("predict", ids.astype(np.int64), tuple(paths), None)
 
 
-def read_choice(exp_dir: Path) -> tuple[dict, Candidate, tuple[int, int] | None]:
+def read_choice(experiments: Path, exp: str) -> tuple[dict, Candidate, tuple[int, int] | None]:
     """The ensemble's record (ensemble.json) and the candidate it chose."""
-    path = exp_dir / "ensemble" / "ensemble.json"
+    path = ensemble_dir(experiments, exp) / ENSEMBLE_RECORD
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: not found; run python -m multimnist.ensemble exp={exp_dir.name} first"
-        )
+        raise FileNotFoundError(f"{path}: not found; run python -m multimnist.ensemble exp={exp} first")
     record = read_json(path)
     chosen = dict(record["chosen"])
     count_range = chosen.pop("count_range", None)
@@ -66,11 +62,21 @@ def read_choice(exp_dir: Path) -> tuple[dict, Candidate, tuple[int, int] | None]
 def fold_logits(run_dir: Path, split: Split, loading: dict, device_name: str, progress: bool) -> np.ndarray:
     """[n, views, 26] logits of one fold's best.pt on the images, with the fold's own preprocessing,
     precision and TTA views."""
-    cfg = OmegaConf.create(read_yaml(run_dir / CONFIG, "re-run the fold with trainer.overwrite=true"))
-    model, batching, precision = fold_model(cfg, run_dir, device_name)
-    ds = DaconImages(split, img_size=cfg.backbone.img_size, denoise=cfg.data.denoise)
+    from multimnist.build import make_loader  # torch: only once there is something to predict
+    from multimnist.data.dataset import DaconImages
+    from multimnist.engine import predict
+
+    cfg = read_config(run_dir)
+    model, batching, precision = fold_model(run_dir, **inference_args(cfg), device_name=device_name)
+    ds = DaconImages(split, img_size=cfg["backbone"]["img_size"], denoise=cfg["data"]["denoise"])
     logits, _, _ = predict(
-        model, make_loader(ds, **loading), batching, precision, cfg.trainer.tta_views, progress, run_dir.name
+        model,
+        make_loader(ds, **loading),
+        batching,
+        precision,
+        cfg["trainer"]["tta_views"],
+        progress,
+        run_dir.name,
     )
     return logits
 
@@ -79,24 +85,16 @@ def run_predict(cfg: DictConfig) -> Path:
     validate(cfg)
     out = Path(cfg.out)
     ensure_writable(out.parent, "out", out)
-    exp_dir = Path(cfg.paths.experiments) / cfg.exp
-    record, chosen, count_range = read_choice(exp_dir)
-    runs = [(r["exp"], int(r["fold"])) for r in record["runs"]]
-    first = read_yaml(
-        Path(cfg.paths.experiments) / runs[0][0] / f"fold{runs[0][1]}" / CONFIG, "re-run the fold"
-    )
-    split = image_split(Path(cfg.images), int(first["data"]["image_size"]))
+    experiments = Path(cfg.paths.experiments)
+    record, chosen, count_range = read_choice(experiments, cfg.exp)
+    run_dirs = [fold_dir(experiments, r["exp"], int(r["fold"])) for r in record["runs"]]
+    split = image_split(Path(cfg.images), int(read_config(run_dirs[0])["data"]["image_size"]))
     loading = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers}
     stacked = np.stack(
-        [
-            fold_logits(
-                Path(cfg.paths.experiments) / e / f"fold{k}", split, loading, cfg.device, cfg.progress
-            )
-            for e, k in runs
-        ],
+        [fold_logits(d, split, loading, cfg.device, cfg.progress) for d in run_dirs],
         axis=1,
     )
-    weights = run_weights([e for e, _ in runs], record["weights"])
+    weights = run_weights([r["exp"] for r in record["runs"]], record["weights"])
     probs = aggregate(stacked, chosen.aggregation, view_columns(chosen.views), weights, chosen.temperature)
     labels = decode_with(chosen, probs, count_range or (0, len(LETTERS)))
     frame = pd.DataFrame(labels.astype(int), columns=list(LETTERS))
@@ -104,14 +102,19 @@ def run_predict(cfg: DictConfig) -> Path:
     frame[[f"p_{c}" for c in LETTERS]] = probs
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6f")
-    print(f"wrote {out}: {len(frame)} images, {len(runs)} fold(s) of {cfg.exp} ({chosen.name})")
+    print(f"wrote {out}: {len(frame)} images, {len(run_dirs)} fold(s) of {cfg.exp} ({chosen.name})")
     return out
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+@hydra.main(version_base="1.3", config_path="pkg://multimnist.conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    report(lambda: run_predict(cfg))
+    report(lambda: run_predict(cfg), exp=cfg.exp)
+
+
+def cli() -> None:
+    """The console script (multimnist-...): the same as python -m."""
+    run_cli(main)
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    cli()

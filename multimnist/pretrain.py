@@ -1,240 +1,33 @@
 """Glyph pretraining: `python -m multimnist.pretrain backbone=B exp=NAME [glyphs=...] [preset=...]` (Hydra).
 
-The backbone learns to name the letter in single-glyph crops (26 letters + "nothing") rendered on
-the fly by the generator (`multimnist.synth.crops`), then fold training starts from it with
-`backbone.weights=<experiments>/<exp>/pretrain/weights.pt`: the body carries over, and each letter's
-output starts from that letter's glyph detector (`model.load_weights`). Works for any backbone,
-timm's included (on top of `backbone.pretrained=true` or another weights file).
-
-The run folder `<experiments>/<exp>/pretrain/` holds .hydra/config.yaml, metrics.csv (train loss,
-held-out-glyph loss and top-1 per epoch), last.pt (resume point) and weights.pt (written last: the
-run is finished). Re-running the same command resumes from the last finished epoch.
+Writes `<paths.experiments>/<exp>/pretrain/weights.pt`; fold training starts from it with
+`backbone.weights=FILE`. The steps live in `multimnist.pretraining` (imported when the job runs,
+so `--help` starts without torch).
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import time
-from dataclasses import dataclass
-from pathlib import Path
-
 import hydra
-import torch
-from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
+from omegaconf import DictConfig
 
-from multimnist.build import (
-    build_device,
-    build_model,
-    build_optimizer,
-    build_scheduler,
-    make_loader,
-    place_model,
-)
 from multimnist.cli import report, run_cli
-from multimnist.config import model_args, optimizer_args, scheduler_args, validate
-from multimnist.engine import TrainStep, predict, resolve_precision, train_one_epoch
-from multimnist.io import ensure_writable, save_text, save_torch
-from multimnist.labels import NUM_CLASSES
-from multimnist.rundir import CONFIG, LAST, METRICS, drop_aside, load_checkpoint, restore_aside, set_aside
-from multimnist.rundir import inspect as inspect_run
-from multimnist.state import TrainState
-from multimnist.synth.compositor import Compositor, CompositorConfig
-from multimnist.synth.crops import GlyphCrops, split_glyphs
-from multimnist.synth.distractors import distractor_bank
-from multimnist.synth.glyphs import load_glyphs
-from multimnist.tracking import RunLog
-
-log = logging.getLogger("multimnist.pretrain")
-
-WEIGHTS = "weights.pt"  # written last: its presence means pretraining is finished
-RESULTS = (LAST, METRICS, WEIGHTS)
-CLASSES = NUM_CLASSES + 1  # 26 letters + "nothing"
 
 
-@dataclass
-class Pretraining:
-    cfg: DictConfig
-    run_dir: Path
-    train_ds: GlyphCrops
-    train_loader: DataLoader
-    eval_loader: DataLoader
-    step: TrainStep
-    state: TrainState
-
-
-def crop_sizes(cfg: DictConfig) -> tuple[int, int]:
-    """The crop's native side and its side after the training resize (backbone.img_size / image_size)."""
-    native = cfg.crops.size or int(math.ceil(1.5 * cfg.compositor.size_max / 8) * 8)
-    if native > cfg.crops.image_size:
-        raise ValueError(
-            f"crops.size={native} is larger than the full images (crops.image_size={cfg.crops.image_size})"
-        )
-    return native, max(8, round(native * cfg.backbone.img_size / cfg.crops.image_size))
-
-
-def build_crops(cfg: DictConfig) -> tuple[GlyphCrops, GlyphCrops]:
-    """Training crops from most glyph families, fixed evaluation crops from the held-out ones."""
-    seed = cfg.trainer.seed
-    glyphs = load_glyphs(cfg.glyphs.source, cfg.glyphs.path, seed=seed, **cfg.glyphs.options)
-    compositor = Compositor(CompositorConfig(**cfg.compositor), glyphs, distractor_bank(seed), seed=seed)
-    train_rows, held_rows = split_glyphs(glyphs.families, cfg.crops.held_out, seed)
-    native, size = crop_sizes(cfg)
-    c = cfg.crops
-    common = {"crop": native, "img_size": size, "denoise": c.denoise, "nothing": c.nothing}
-    common |= {"neighbours": c.neighbours, "distractor": c.distractor}
-    train = GlyphCrops(compositor, train_rows, c.per_epoch, seed=seed, **common)
-    held = GlyphCrops(
-        compositor, held_rows if len(held_rows) else train_rows, c.eval_crops, seed=seed + 1, **common
-    )
-    log.info(
-        "%d %s glyphs (%d held out), crops of %d px at %d px input",
-        len(glyphs),
-        cfg.glyphs.source,
-        len(held_rows),
-        native,
-        size,
-    )
-    return train, held
-
-
-def build_pretraining(cfg: DictConfig, run_dir: Path, device: torch.device) -> Pretraining:
-    t = cfg.trainer
-    precision = resolve_precision(t.precision, device)
-    torch.manual_seed(t.seed)
-    train_ds, held_ds = build_crops(cfg)
-    train_loader = make_loader(train_ds, t.batch_size, t.num_workers)
-    eval_loader = make_loader(held_ds, t.batch_size, t.num_workers)
-    model = build_model(**model_args(cfg), num_classes=CLASSES)
-    model, batching = place_model(model, device, cfg.backbone.in_chans, t.channels_last)
-    optimizer = build_optimizer(model, **optimizer_args(cfg))
-    scheduler = build_scheduler(optimizer, t.epochs, len(train_loader), **scheduler_args(cfg))
-    scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
-    state = TrainState(model, optimizer, scheduler, scaler)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    step = TrainStep(
-        model,
-        loss_fn,
-        optimizer,
-        batching,
-        precision,
-        scaler,
-        scheduler,
-        clip_grad=t.clip_grad,
-        progress=t.progress,
-    )
-    return Pretraining(cfg, run_dir, train_ds, train_loader, eval_loader, step, state)
-
-
-def held_out_scores(p: Pretraining) -> dict[str, float]:
-    """Loss and top-1 accuracy on the fixed crops of held-out glyph families."""
-    logits, _, labels = predict(
-        p.state.model, p.eval_loader, p.step.batching, p.step.precision, 1, p.cfg.trainer.progress, "held-out"
-    )
-    z, y = torch.from_numpy(logits[:, 0]), torch.from_numpy(labels).long()
-    return {
-        "heldout_loss": float(torch.nn.functional.cross_entropy(z, y)),
-        "heldout_top1": float((z.argmax(1) == y).float().mean()),
-        "heldout_letter_top1": float((z[y < NUM_CLASSES].argmax(1) == y[y < NUM_CLASSES]).float().mean()),
-    }
-
-
-def run_epochs(p: Pretraining, runlog: RunLog) -> bool:
-    """Train until the last epoch (True) or until trainer.stop_after epochs ran (False)."""
-    t, state, ran = p.cfg.trainer, p.state, 0
-    while state.epoch < t.epochs:
-        if t.stop_after is not None and ran >= t.stop_after:
-            log.info("stopping after %d epoch(s) as trainer.stop_after says; re-run to resume", ran)
-            return False
-        ran += 1
-        started = time.perf_counter()
-        torch.manual_seed(t.seed * 1000 + state.epoch)  # dropout etc.: a function of (seed, epoch)
-        p.train_ds.set_epoch(state.epoch)
-        result = train_one_epoch(p.step, p.train_loader, epoch=state.epoch, num_updates=state.num_updates)
-        state.num_updates = result.num_updates
-        scores = held_out_scores(p)
-        if state.scheduler is not None:
-            state.scheduler.step(state.epoch + 1, scores["heldout_loss"])
-        row = {
-            "epoch": state.epoch,
-            "lr": state.optimizer.param_groups[0]["lr"],
-            "train_loss": result.train_loss,
-        }
-        row |= scores | {"img_per_s": result.images / max(result.seconds, 1e-9)}
-        runlog.log(row | {"seconds": time.perf_counter() - started})
-        log.info(
-            "pretrain epoch %d: train_loss %.4f held-out loss %.4f top-1 %.3f (letters %.3f), %.0f img/s",
-            *(state.epoch, row["train_loss"], row["heldout_loss"], row["heldout_top1"]),
-            *(row["heldout_letter_top1"], row["img_per_s"]),
-        )
-        state.record(scores["heldout_loss"])
-        state.epoch += 1
-        save_torch(state.state_dict(), p.run_dir / LAST)
-    return True
-
-
-def run_pretrain(cfg: DictConfig) -> Path | None:
-    """Pretrain (or resume, or skip when finished); returns the weights file (None: paused)."""
-    validate(cfg)
-    run_dir = Path(cfg.paths.experiments) / cfg.exp / "pretrain"
-    t, weights = cfg.trainer, run_dir / WEIGHTS
-    found = inspect_run(run_dir, OmegaConf.to_container(cfg, resolve=True), t.overwrite, RESULTS, WEIGHTS)
-    start_over = t.overwrite or not t.resume
-    if found.finished and not start_over:
-        log.info("%s is finished; skipping (trainer.resume=false pretrains again)", weights)
-        return weights
-    ensure_writable(cfg.paths.experiments, "paths.experiments")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    replacing = start_over and any((run_dir / name).is_file() for name in RESULTS)
-    if replacing:  # kept until this run finishes: a failure brings them back
-        set_aside(run_dir, (*RESULTS, str(CONFIG)))
-    save_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / CONFIG)
-    try:
-        weights = pretrain(cfg, run_dir, resume=found.resumable and not start_over)
-    except BaseException:
-        if replacing:
-            restore_aside(run_dir, (*RESULTS, str(CONFIG)))
-            log.warning("%s: restored the pretraining this one was replacing", run_dir)
-        raise
-    if weights is not None:
-        drop_aside(run_dir)
-    return weights
-
-
-def pretrain(cfg: DictConfig, run_dir: Path, resume: bool) -> Path | None:
-    """Build, (resume,) run the epochs and write the weights file; None when paused."""
-    t, weights = cfg.trainer, run_dir / WEIGHTS
-    device, gpu_lock = build_device(t.device)
-    try:
-        p = build_pretraining(cfg, run_dir, device)
-        if resume:
-            p.state.load_state_dict(load_checkpoint(run_dir / LAST))
-            log.info("resuming %s from epoch %d", run_dir, p.state.epoch)
-        runlog = RunLog.resume(run_dir, p.state.epoch) if p.state.epoch else RunLog(run_dir)
-        if not run_epochs(p, runlog):
-            return None
-        final = runlog.rows[-1]
-        meta = {k: final[k] for k in ("heldout_top1", "heldout_letter_top1", "epoch")}
-        meta |= {"backbone": cfg.backbone.name, "classes": CLASSES, "glyphs": cfg.glyphs.source}
-        save_torch({"model": p.state.model.state_dict(), "pretrain": meta}, weights)
-    finally:
-        if gpu_lock is not None:
-            gpu_lock.close()
-    print(
-        f"wrote {weights}: held-out glyph top-1 {final['heldout_top1']:.3f} "
-        f"after {final['epoch'] + 1} epochs; "
-        f"fine-tune the same backbone with backbone.weights={weights}"
-    )
-    return weights
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="pretrain")
+@hydra.main(version_base="1.3", config_path="pkg://multimnist.conf", config_name="pretrain")
 def main(cfg: DictConfig) -> None:
+    from multimnist.pretraining import run_pretrain
+
     report(
-        lambda: run_pretrain(cfg), "last.pt holds the last finished epoch: re-run the same command to resume"
+        lambda: run_pretrain(cfg),
+        "last.pt holds the last finished epoch: re-run the same command to resume",
+        exp=cfg.exp,
     )
+
+
+def cli() -> None:
+    """The console script (multimnist-...): the same as python -m."""
+    run_cli(main)
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    cli()

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 
 from multimnist import plots
-from multimnist.data.dacon import DaconLayout, decode_gray, image_name
+from multimnist.data.dacon import DaconLayout, decode_gray, image_name, preprocess
 from multimnist.io import save_text
 from multimnist.rundir import METRICS
 from multimnist.tracking import read_metrics
 
-GALLERY_SIZE = 12
+GALLERY_SIZE = 8
 # Every figure the ensemble folder can hold, in the page's order, with what it answers.
 FIGURES = (
     ("curves.png", "Training curves: did every fold converge?"),
@@ -59,16 +59,20 @@ def write_diagnostics(
     pred: np.ndarray,
     labels: np.ndarray,
     out: Path,
+    img_size: int | None = None,
+    denoise: bool = False,
 ) -> None:
     """curves.png, error_gallery.png and letter_errors.png from the chosen decoding's OOF predictions
-    (`ids`: the dataset index of each row)."""
+    (`ids`: the dataset index of each row; `img_size`, `denoise`: the runs' preprocessing, so the
+    gallery shows what the model saw)."""
     metrics = fold_metrics(run_dirs)
     if metrics:  # runs copied without their metrics.csv still ensemble
         plots.training_curves(metrics, out / "curves.png")
     plots.letter_errors(pred, labels, out / "letter_errors.png")
     rows = worst_rows(pred, labels)
     images = [decode_gray(layout.path("train_dir") / image_name(int(ids[r]))) for r in rows]
-    plots.error_gallery(images, ids[rows], pred[rows], labels[rows], out / "error_gallery.png")
+    seen = [preprocess(img, img_size, denoise) for img in images]
+    plots.error_gallery(images, seen, ids[rows], pred[rows], labels[rows], out / "error_gallery.png")
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
@@ -92,6 +96,7 @@ def write_page(out: Path, report: dict, exp: str) -> Path:
     c, cal = report["chosen"], report["calibration"]
     floor = report["floor"]
     runs = ", ".join(f"{r['exp']}/fold{r['fold']}" for r in report["runs"])
+    training = report.get("training") or {}
     lines = [
         f"# Ensemble report: {exp}",
         "",
@@ -103,10 +108,12 @@ def write_page(out: Path, report: dict, exp: str) -> Path:
         f"- Calibration (OOF): NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}, "
         f"ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}",
         f"- Runs: {runs}",
+        *(f"- {key}: {value}" for key, value in training.items()),
         "",
-        "## Candidates (scored out of fold; the chosen one is marked)",
+        "## Candidates (scored out of fold; the chosen one first, then the best)",
         "",
     ]
+    ordered = sorted(report["candidates"], key=lambda k: (k["name"] != c["name"], -k["oof_accuracy"]))
     table = pd.DataFrame(
         [
             {
@@ -115,7 +122,7 @@ def write_page(out: Path, report: dict, exp: str) -> Path:
                 "test accuracy": _fmt(k["test_accuracy"]),
                 "temperature": f"{k['temperature']:.3f}",
             }
-            for k in report["candidates"]
+            for k in ordered
         ]
     )
     lines += [_markdown_table(table), ""]

@@ -9,19 +9,68 @@ overwritten.
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
+import os
+import pickle
 import shutil
+import socket
+import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
 
 from multimnist.data.fingerprint import fingerprint_difference
 
+log = logging.getLogger(__name__)
+
+# --- an experiment's folders: <paths.experiments>/<exp>/{fold<k>, pretrain, ensemble} -------------
+PRETRAIN_WEIGHTS = "weights.pt"  # glyph pretraining's output, written last (the run is finished)
+ENSEMBLE_RECORD = "ensemble.json"  # what the ensemble chose (predict applies it again)
+SUBMISSION = "submission.csv"
+
+
+DEBUG_SUFFIX = "-debug"  # trainer.limit_batches runs (trainer=debug) land in <exp>-debug/
+
+
+def experiment_name(exp: str, debug: bool = False) -> str:
+    """The folder name of an experiment: `<exp>-debug` for a debug run, which the ensemble never
+    picks by default and which never mixes with the real run's folds."""
+    return f"{exp}{DEBUG_SUFFIX}" if debug and not exp.endswith(DEBUG_SUFFIX) else exp
+
+
+def is_debug(folder_name: str) -> bool:
+    return folder_name.endswith(DEBUG_SUFFIX)
+
+
+def fold_dir(experiments: Path | str, exp: str, fold: int) -> Path:
+    """One fold's run folder."""
+    return Path(experiments) / exp / f"fold{fold}"
+
+
+def fold_dirs(experiments: Path | str, exp: str) -> list[Path]:
+    """Every fold folder of an experiment, in name order."""
+    return sorted((Path(experiments) / exp).glob("fold*"))
+
+
+def pretrain_dir(experiments: Path | str, exp: str) -> Path:
+    """A glyph-pretraining run's folder (its weights file: `pretrain_dir(...) / PRETRAIN_WEIGHTS`)."""
+    return Path(experiments) / exp / "pretrain"
+
+
+def ensemble_dir(experiments: Path | str, exp: str) -> Path:
+    """Where the ensemble writes the submission, ensemble.json and the report."""
+    return Path(experiments) / exp / "ensemble"
+
+
+# --- one fold's files -----------------------------------------------------------------------------
 CONFIG = Path(".hydra") / "config.yaml"
 LAST = "last.pt"  # resume point: TrainState.state_dict()
 BEST = "best.pt"  # {"model", "epoch", "val_loss"}: the weights predictions come from
@@ -33,6 +82,7 @@ FINISHED_MARK = TEST_LOGITS  # written last: its presence means the fold is comp
 RESULTS = (LAST, BEST, METRICS, OOF_LOGITS, OOF_INDEX, FINISHED_MARK)
 DATASET = "dataset.json"  # the fingerprint of the data the fold trained on (multimnist.data.fingerprint)
 ASIDE = ".replaced"  # a replaced run's files, kept until the run replacing it (trainer.overwrite) finishes
+REPLACED = (*RESULTS, str(CONFIG), DATASET)  # what of a fold is set aside while another run replaces it
 
 # Keys that change how a run is executed or reported, not what it computes: they may differ between
 # the run that wrote a folder and the one that resumes or skips it.
@@ -87,12 +137,34 @@ ADDED_KEYS = {
     "backbone.head": "pooled",
     "trainer.limit_batches": None,
     "trainer.device_augment": "auto",
+    "backbone.pretrained_file": None,
+    "backbone.normalize": False,
 }
 
 
+def with_added_keys(config: dict) -> dict:
+    """A stored config with ADDED_KEYS filled in where their section lacks them (a copy)."""
+    out = copy.deepcopy(config)
+    for key, value in ADDED_KEYS.items():
+        *sections, leaf = key.split(".")
+        node = out
+        for name in sections:
+            node = node.get(name) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.setdefault(leaf, value)
+    return out
+
+
+def read_config(run_dir: Path, remedy: str = "re-run the fold with trainer.overwrite=true") -> dict:
+    """The config a run folder was written with, as a plain dict, with the defaults of keys added since
+    (ADDED_KEYS): the one reader of stored configs (resume checks, the ensemble, predict)."""
+    return with_added_keys(read_yaml(run_dir / CONFIG, remedy))
+
+
 def config_differences(old: dict, new: dict, limit: int = 6, ignore: tuple[str, ...] = ()) -> list[str]:
-    """`key: old -> new` for the keys of `computed_config` that differ (other than `ignore`)."""
-    a, b = ADDED_KEYS | computed_config(old), computed_config(new)
+    """`key: old -> new` for the keys of `computed_config` that differ (other than `ignore`); `old` is
+    a stored config read by `read_config`."""
+    a, b = computed_config(old), computed_config(new)
     a, b = ({k: v for k, v in d.items() if k not in ignore} for d in (a, b))
     a = {k: v for k, v in a.items() if k in b or k not in ADDED_KEYS}
     keys = sorted(k for k in a.keys() | b.keys() if a.get(k, "<absent>") != b.get(k, "<absent>"))
@@ -123,7 +195,7 @@ def inspect(
         return state
     what = "a finished fold" if state.finished else "a started fold (last.pt)"
     replace = "Use another exp=, or trainer.overwrite=true to replace it"
-    old = read_yaml(stored, "trainer.overwrite=true replaces the run")
+    old = read_config(run_dir, "trainer.overwrite=true replaces the run")
     ignore: tuple[str, ...] = ()
     if fingerprint is not None and (run_dir / DATASET).is_file():
         ignore = ("data.root",)
@@ -205,19 +277,128 @@ def drop_aside(run_dir: Path) -> None:
     shutil.rmtree(run_dir / ASIDE, ignore_errors=True)
 
 
-def load_checkpoint(path: Path) -> dict:
-    """A checkpoint as plain tensors and numbers (weights_only: no pickled code runs).
+class Replacement:
+    """The lifecycle of a run folder whose run may replace an earlier one (trainer.overwrite=true, or
+    trainer.resume=false over results), shared by fold training and glyph pretraining.
 
-    A cut-short or corrupt file is one ValueError naming the path, not a pickle/zip traceback.
+    On entry the earlier run's `names` move into `.replaced/` (when `replace` and any of its `results`,
+    by default `names`, is there: a config alone is no run to keep); any
+    failure inside, Ctrl-C included, brings them back; a clean exit after `finished()` drops them. A
+    clean exit without `finished()` (a paused run) keeps them until the replacing run finishes.
+    `active=False` (a non-main DDP process) touches nothing.
     """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        names: tuple[str, ...],
+        replace: bool,
+        active: bool = True,
+        results: tuple[str, ...] | None = None,
+    ):
+        self.run_dir, self.names, self.active = run_dir, names, active
+        self.replacing = replace and any((run_dir / name).is_file() for name in results or names)
+        self.done = False
+
+    def __enter__(self) -> Replacement:
+        if self.replacing and self.active:
+            set_aside(self.run_dir, self.names)
+        return self
+
+    def finished(self) -> None:
+        """The replacing run is complete: the earlier run is no longer needed."""
+        self.done = True
+
+    def __exit__(self, kind: type | None, err: BaseException | None, tb: Any) -> bool:
+        if self.replacing and self.active:
+            if kind is not None:
+                restore_aside(self.run_dir, self.names)
+                log.warning("%s: restored the run this one was replacing", self.run_dir)
+            elif self.done:
+                drop_aside(self.run_dir)
+            elif (self.run_dir / ASIDE).is_dir():  # paused: kept for this replacement, not a dead one's
+                (self.run_dir / ASIDE / PAUSED).touch()
+        return False
+
+
+LOCK = ".lock"  # held for a whole run (filelock: the OS drops it when the process dies, kill -9 too)
+OWNER = ".lock.owner"  # who holds it: pid, host, since when (for the refusal's message)
+PAUSED = ".paused"  # in .replaced/: a paused replacing run kept it on purpose (not a dead one's)
+
+
+class RunLocked(ValueError):
+    """Another live process is writing this run folder."""
+
+
+@contextmanager
+def run_lock(run_dir: Path, what: str = "run") -> Iterator[None]:
+    """Hold `run_dir`'s lock for the block; a folder another process holds is RunLocked at once,
+    naming that process. The lock is the OS's (fcntl through filelock), so a killed holder frees it."""
+    from filelock import FileLock, Timeout
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run_dir / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        owner = run_dir / OWNER
+        holder = owner.read_text().strip() if owner.is_file() else "another process"
+        raise RunLocked(
+            f"{run_dir}: another {what} is writing it ({holder}); wait for it to finish or stop it, "
+            "then re-run (it resumes)"
+        ) from None
+    try:
+        try:  # who holds it, for a second run's message; a full disk must not stop the run here
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            (run_dir / OWNER).write_text(f"pid {os.getpid()} on {socket.gethostname()}, since {stamp}\n")
+        except OSError:
+            pass
+        yield
+    finally:
+        (run_dir / OWNER).unlink(missing_ok=True)
+        lock.release()
+
+
+def heal_replaced(run_dir: Path, names: tuple[str, ...], held: bool = False) -> bool:
+    """Put back a run that a killed `trainer.overwrite=true` run had set aside in `.replaced/` (one
+    warning line). Only when no live process holds the folder (`held`: this process does) and no
+    paused replacement kept it on purpose. Returns whether it healed."""
+    aside = run_dir / ASIDE
+    if not aside.is_dir() or (aside / PAUSED).is_file():
+        return False
+    if held:
+        restore_aside(run_dir, names)
+    else:
+        from filelock import FileLock, Timeout
+
+        try:
+            with FileLock(run_dir / LOCK, timeout=0):
+                if not aside.is_dir():
+                    return False
+                restore_aside(run_dir, names)
+        except Timeout:  # a live run is replacing it right now
+            return False
+    log.warning("%s: put back the run that an interrupted overwrite had set aside in %s", run_dir, ASIDE)
+    return True
+
+
+def load_checkpoint(path: Path, remedy: str = "delete it to start the fold over") -> dict:
+    """A checkpoint or weights file as plain tensors and numbers (weights_only: no pickled code runs):
+    the one reader of .pt files.
+
+    A cut-short or corrupt file is one ValueError naming the path and `remedy`, not a pickle/zip
+    traceback.
+    """
+    import torch  # here: reading run folders (the ensemble, `--help`) needs no torch otherwise
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, pickle.UnpicklingError) as err:
         raise ValueError(
             f"{path}: unreadable checkpoint, cut short or corrupt ({err.__class__.__name__}: "
-            f"{first_line(err)}); delete it to start the fold over"
+            f"{first_line(err)}); {remedy}"
         ) from None
 
 

@@ -9,17 +9,34 @@ from __future__ import annotations
 import importlib.util
 import io
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from multimnist.choices import WANDB_MODES
 from multimnist.io import atomic_path
 from multimnist.rundir import METRICS, first_line
 
 log = logging.getLogger(__name__)
 
-WANDB_MODES = ("online", "offline", "disabled")
+
+def epoch_row(
+    epoch: int, lr: float, trained: dict[str, Any], scores: dict[str, Any], result: Any, started: float
+) -> dict[str, Any]:
+    """One metrics.csv row: epoch, lr, the training figures, the scores, then throughput (`result`:
+    the epoch's `engine.EpochResult`) and wall seconds since `started` (perf_counter)."""
+    img_per_s = result.images / max(result.seconds, 1e-9)
+    return (
+        {"epoch": epoch, "lr": lr}
+        | trained
+        | scores
+        | {
+            "img_per_s": img_per_s,
+            "seconds": time.perf_counter() - started,
+        }
+    )
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -43,11 +60,28 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def install_hint(extra: str, package: str) -> str:
+    """How to add an optional extra, for the way multimnist itself was installed: from a source
+    checkout (editable) `pip install -e '<checkout>[extra]'`, otherwise `pip install package` (the
+    package is on no index, so `multimnist[extra]` would not resolve)."""
+    import json
+    from importlib.metadata import distributions
+
+    # Every copy of the metadata on sys.path: a checkout's own multimnist.egg-info (written by the
+    # editable install) can come before the installed record that says how it was installed.
+    records = [d.read_text("direct_url.json") for d in distributions(name="multimnist")]
+    direct = next((r for r in records if r), None)
+    info = json.loads(direct) if direct else {}
+    if info.get("dir_info", {}).get("editable") and info.get("url", "").startswith("file://"):
+        return f"pip install -e '{info['url'][len('file://') :]}[{extra}]'"
+    return f"pip install {package}"
+
+
 def require_wandb() -> None:
     """wandb is an optional extra: asking for it without it installed is one line saying how to get it."""
     if importlib.util.find_spec("wandb") is None:
         raise ValueError(
-            "logger=wandb needs the wandb package: pip install 'multimnist[wandb]' (or use logger=csv)"
+            f"logger=wandb needs the wandb package: {install_hint('wandb', 'wandb')} (or use logger=csv)"
         )
 
 

@@ -31,7 +31,9 @@ from torch import nn
 
 from multimnist.build import make_loader
 from multimnist.data.cache import cached_images
-from multimnist.data.dacon import DaconImages, DaconLayout, load_split
+from multimnist.data.dacon import DaconLayout, load_split
+from multimnist.data.dataset import DaconImages
+from multimnist.rundir import ENSEMBLE_RECORD, ensemble_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from demo import pretrain_cpu  # noqa: E402  (the glyph pretraining `make demo` runs)
@@ -113,7 +115,7 @@ def preset_run(
     subprocess.run(
         [py, "-m", "multimnist.ensemble", *common], check=True, cwd=ROOT, stdout=subprocess.DEVNULL
     )
-    report = json.loads((exps / exp / "ensemble" / "ensemble.json").read_text())
+    report = json.loads((ensemble_dir(exps, exp) / ENSEMBLE_RECORD).read_text())
     if not timing.is_file():
         timing.write_text(json.dumps({"seconds": time.perf_counter() - start}) + "\n")
     seconds = json.loads(timing.read_text())["seconds"]

@@ -21,7 +21,8 @@ import torch
 from multimnist.build import build_loss, build_model, build_optimizer, make_loader, place_model
 from multimnist.config import compose
 from multimnist.data.cache import cached_images
-from multimnist.data.dacon import DaconImages, DaconLayout, load_split
+from multimnist.data.dacon import DaconLayout, load_split
+from multimnist.data.dataset import DaconImages
 from multimnist.engine import TrainStep, resolve_device, resolve_precision, train_one_epoch
 from multimnist.synth.compositor import Compositor, CompositorConfig
 from multimnist.synth.distractors import distractor_bank

@@ -27,15 +27,8 @@ import numpy as np
 
 from multimnist import decode
 from multimnist.data.dacon import DaconLayout, read_label_csv
-from multimnist.ensemble import (
-    collect_runs,
-    decode_with,
-    oof_matrix,
-    score_candidates,
-    test_matrix,
-    view_columns,
-)
-from multimnist.tta import aggregate
+from multimnist.decode import aggregate, decode_with, score_candidates, view_columns
+from multimnist.runs import collect_runs, oof_matrix, test_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"

@@ -24,6 +24,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from multimnist.config import compose
+from multimnist.rundir import ENSEMBLE_RECORD, ensemble_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "demo"
@@ -116,7 +117,7 @@ def main() -> int:
     )
     t = stage("4/4 ensemble", t)
 
-    report = json.loads((EXPERIMENTS / EXP / "ensemble" / "ensemble.json").read_text())
+    report = json.loads((ensemble_dir(EXPERIMENTS, EXP) / ENSEMBLE_RECORD).read_text())
     fold_auc = [
         pd.read_csv(p)["val_auc"].iloc[-1] for p in sorted((EXPERIMENTS / EXP).glob("fold*/metrics.csv"))
     ]

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from multimnist.rundir import ENSEMBLE_RECORD, ensemble_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 BAR = 0.30
 
@@ -89,7 +91,7 @@ def main() -> int:
     run(ens + ["ensemble.allow_partial=true"])
     stage("ensemble")
 
-    report = json.loads((exps / exp / "ensemble" / "ensemble.json").read_text())
+    report = json.loads((ensemble_dir(exps, exp) / ENSEMBLE_RECORD).read_text())
     auc = [pd.read_csv(p)["val_auc"].iloc[-1] for p in sorted((exps / exp).glob("fold*/metrics.csv"))]
     acc, floor, oof = report["test_accuracy"], report["floor"], report["oof_accuracy"]
     closed, total = (acc - floor) / (1 - floor), time.perf_counter() - t0

@@ -11,7 +11,8 @@ import pytest
 
 import multimnist.data.cache as cache_mod
 from multimnist.data.cache import cached_images
-from multimnist.data.dacon import DaconImages, DaconLayout, load_split
+from multimnist.data.dacon import DaconLayout, load_split
+from multimnist.data.dataset import DaconImages
 
 
 @pytest.fixture

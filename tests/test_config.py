@@ -118,7 +118,9 @@ def test_nothing_in_the_package_or_scripts_imports_the_train_cli():
 def test_library_modules_know_nothing_of_hydra():
     entry_points = {
         "train.py",
+        "fold.py",  # the train command's steps (they take the composed config)
         "pretrain.py",
+        "pretraining.py",  # the pretrain command's steps
         "ensemble.py",
         "predict.py",
         "show.py",
@@ -133,3 +135,57 @@ def test_library_modules_know_nothing_of_hydra():
         if any(m.split(".")[0] in ("hydra", "omegaconf") for m in _imports(p))
     ]
     assert offenders == []
+
+
+ENTRY_POINTS = (
+    "multimnist.train",
+    "multimnist.pretrain",
+    "multimnist.ensemble",
+    "multimnist.predict",
+    "multimnist.synth",
+    "multimnist.synth.show",
+)
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_help_of_every_entry_point_is_its_own_and_starts_without_torch(entry):
+    """`--help` shows the command's own text and imports neither torch nor timm (seconds of start-up)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", entry, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert "torch" not in imported and "timm" not in imported
+    # The project's own help first (what it does, main keys, examples), no internal schema entries.
+    assert done.stdout.startswith(entry) and "Examples:" in done.stdout and "Main keys:" in done.stdout
+    assert "_schema" not in done.stdout and "powered by Hydra" not in done.stdout
+
+
+def test_the_generator_runs_without_timm(tmp_path):
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['synth', 'out={tmp_path / 'd'}', 'n_train=4', 'n_test=2', 'progress=false', "
+        "'workers=1', 'preset=easy']\n"
+        "try:\n"
+        "    runpy.run_module('multimnist.synth', run_name='__main__', alter_sys=True)\n"
+        "except SystemExit as stop:\n"
+        "    assert not stop.code, stop.code\n"
+        "assert 'timm' not in sys.modules, 'the generator imported timm'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "d" / "dirty_mnist_2nd_answer.csv").is_file()
+
+
+def test_users_own_configs_join_through_hydra_searchpath(tmp_path):
+    """Presets and backbones kept outside the package: a folder of config groups on the search path."""
+    (tmp_path / "backbone").mkdir()
+    (tmp_path / "backbone" / "mine.yaml").write_text(
+        "defaults:\n  - backbone_schema\n  - _self_\nname: multimnist_tiny\nimg_size: 48\n"
+    )
+    cfg = compose("train", [f"hydra.searchpath=[file://{tmp_path}]", "backbone=mine"])
+    assert cfg.backbone.name == "multimnist_tiny" and cfg.backbone.img_size == 48

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from multimnist.data.dacon import DaconImages, DaconLayout, DatasetError, load_split, read_label_csv
+from multimnist.data.dacon import DaconLayout, DatasetError, load_split, read_label_csv
+from multimnist.data.dataset import DaconImages
 from multimnist.labels import CSV_COLUMNS
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,16 +14,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from omegaconf import OmegaConf
 
-from multimnist import decode
-from multimnist.config import compose
-from multimnist.ensemble import EnsembleError, collect_runs, run_ensemble, validate_submission
+from multimnist import decode, plots
+from multimnist.build import build_model
+from multimnist.config import compose, run_dir_of
+from multimnist.decode import aggregate
+from multimnist.ensemble import run_ensemble, validate_submission
+from multimnist.fold import run_fold
 from multimnist.labels import CSV_COLUMNS
 from multimnist.predict import fold_logits, image_split, run_predict
 from multimnist.report import worst_rows
-from multimnist.train import run_fold
-from multimnist.tta import aggregate
+from multimnist.runs import EnsembleError, collect_runs, most_recent_experiment
 
 from .test_dacon import make_root
 
@@ -141,6 +146,39 @@ def test_missing_fold_fails_or_warns_when_allowed(tmp_path, caplog):
     assert len(runs) == 1 and "combining the 1 finished fold" in caplog.text
 
 
+def test_missing_folds_name_the_n_splits_key_for_a_smaller_split(tmp_path):
+    layout = make_root(tmp_path, n_train=4, n_test=2)
+    fake_run(tmp_path / "exp", "a", 0, layout.root, np.array([0, 1]), 2, n_splits=5)
+    fake_run(tmp_path / "exp", "a", 1, layout.root, np.array([2, 3]), 2, n_splits=5)
+    with pytest.raises(EnsembleError, match=r"\[2, 3, 4\] of 5 .*data.folds.n_splits=K \(these used 5\)"):
+        collect_runs(tmp_path / "exp", ["a"])
+
+
+def test_a_decoding_no_better_than_all_zeros_is_a_warning(tmp_path, caplog):
+    layout = make_root(tmp_path, n_train=4, n_test=2)
+    for fold, rows in ((0, [0, 1]), (1, [2, 3])):
+        run = fake_run(tmp_path / "exp", "a", fold, layout.root, np.array(rows), 2, views=1)
+        np.save(run / "oof_logits.npy", np.full((2, 1, 26), -20.0, np.float32))  # "no letter", surely
+    cfg = compose_ensemble(["exp=a", f"paths.experiments={tmp_path / 'exp'}", "ensemble.plots=false"])
+    cfg.ensemble.decoding = "fixed_0.5"  # all zeros, exactly the floor
+    with caplog.at_level(logging.WARNING, logger="multimnist.ensemble"):
+        run_ensemble(cfg)
+    assert "no better than all-zeros" in caplog.text
+
+
+def test_debug_runs_land_apart_and_the_ensemble_never_picks_them(tmp_path):
+    cfg = compose("train", ["exp=b5", "trainer=debug", f"paths.experiments={tmp_path}"])
+    assert run_dir_of(cfg) == tmp_path / "b5-debug" / "fold0"
+    assert (
+        run_dir_of(compose("train", ["exp=b5", f"paths.experiments={tmp_path}"])) == tmp_path / "b5" / "fold0"
+    )
+    layout = make_root(tmp_path / "data", n_train=4, n_test=2)
+    real = fake_run(tmp_path / "exp", "real", 0, layout.root, np.array([0, 1]), 2)
+    debug = fake_run(tmp_path / "exp", "real-debug", 0, layout.root, np.array([0, 1]), 2)
+    os.utime(real / "test_logits.npy", (1, 1))  # the debug run is the newer one
+    assert debug.parent.name == "real-debug" and most_recent_experiment(tmp_path / "exp") == "real"
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -227,8 +265,12 @@ def test_end_to_end_from_a_two_fold_sweep_to_submission(synth_root, tmp_path, ca
     figures += ("curves", "error_gallery", "letter_errors")
     for png in figures:
         assert (out / f"{png}.png").stat().st_size > 1000
+    assert (out / "error_gallery.png").stat().st_size < 500_000  # raw and model input, kept small
     page = (out / "report.md").read_text()
     assert f"**{report['chosen']['name']}**" in page and f"{report['test_accuracy']:.4f}" in page
+    table = [line for line in page.splitlines() if line.startswith("| ")]
+    assert table[1].startswith(f"| **{report['chosen']['name']}**")  # the chosen candidate first
+    assert "- backbone: multimnist_tiny" in page and "- training: 2 epochs, batch 16" in page
     assert all(f"]({png}.png)" in page for png in figures)  # every figure on the page
 
     # A fixed decoding is honoured, and re-prediction from checkpoints reproduces the saved logits.
@@ -293,3 +335,78 @@ def test_worst_rows_are_the_most_wrong_first_and_only_wrong_ones():
     pred[4, :3] = 1  # 3 wrong, after row 1 in dataset order
     assert list(worst_rows(pred, labels)) == [3, 1, 4]
     assert list(worst_rows(pred, labels, n=1)) == [3]
+
+
+def test_predict_and_repredict_need_no_weights_file_after_training(synth_root, tmp_path):
+    """A fold that started from a weights file (glyph pretraining's) predicts from best.pt alone: the
+    file can be deleted after training and predict still reproduces submission.csv exactly."""
+    start = tmp_path / "pretrained" / "weights.pt"
+    start.parent.mkdir()
+    torch.save({"model": build_model("multimnist_tiny").state_dict()}, start)
+    exps = tmp_path / "exp"
+    train = [
+        "backbone=tiny",
+        f"backbone.weights={start}",
+        "trainer.epochs=1",
+        "trainer.batch_size=16",
+        "trainer.num_workers=0",
+        "trainer.progress=false",
+        "trainer.tta_views=2",
+        "data.folds.n_splits=2",
+        f"data.root={synth_root}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"paths.experiments={exps}",
+        "exp=from_file",
+    ]
+    for fold in (0, 1):
+        run_fold(compose("train", [*train, f"fold={fold}"]))
+    ensemble = [f"paths.experiments={exps}", "exp=from_file", "ensemble.plots=false"]
+    out = run_ensemble(compose_ensemble(ensemble))
+    submitted = pd.read_csv(out / "submission.csv")
+    shutil.rmtree(start.parent)  # the user cleans up the pretraining run
+
+    predicted = pd.read_csv(
+        run_predict(
+            compose(
+                "predict",
+                [
+                    "exp=from_file",
+                    f"images={synth_root / 'test_dirty_mnist_2nd'}",
+                    f"out={tmp_path / 'p.csv'}",
+                ]
+                + [f"paths.experiments={exps}", "progress=false", "num_workers=0"],
+            )
+        )
+    )
+    pd.testing.assert_frame_equal(predicted[submitted.columns], submitted)
+    run_ensemble(compose_ensemble([*ensemble, "ensemble.repredict=true"]))
+    pd.testing.assert_frame_equal(pd.read_csv(out / "submission.csv"), submitted)
+
+
+def test_figures_fit_the_data(tmp_path, monkeypatch):
+    """Axes span what occurs (1-3 letters, not 0-26), curves tick whole epochs and show the lr, the
+    reliability points carry their cell counts, per-letter accuracy shows its floor."""
+    figures = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, dpi=110: figures.setdefault(path.name, fig))
+    rng = np.random.default_rng(0)
+    labels = np.zeros((50, 26), np.uint8)
+    for row in labels:
+        row[rng.choice(26, rng.integers(2, 4), replace=False)] = 1  # 2-3 letters
+    pred = labels.copy()
+    pred[:5, 0] ^= 1
+    plots.letters_per_image(pred, labels, tmp_path / "count.png")
+    low, high = figures["count.png"].axes[0].get_xlim()
+    assert 0 < low < 2 and 3 < high < 6  # counts 1..4 (2-3 letters, one cell flipped), not 0..26
+    probs = np.clip(labels * 0.8 + rng.uniform(0, 0.2, labels.shape), 0, 1)
+    plots.reliability_diagram(probs, probs, labels, 1.0, tmp_path / "rel.png")
+    counts = [t.get_text() for t in figures["rel.png"].axes[0].texts]
+    assert counts and sum(int(c.replace(",", "")) for c in counts) == labels.size
+    frame = pd.DataFrame({"epoch": [0, 1, 2], "train_loss": [3, 2, 1], "val_loss": [3, 2, 1.5]})
+    frame = frame.assign(val_acc=[0.5, 0.6, 0.7], val_auc=[0.6, 0.7, 0.8], lr=[1e-3, 5e-4, 1e-4])
+    plots.training_curves({"e/fold0": frame}, tmp_path / "curves.png")
+    axes = figures["curves.png"].axes
+    assert any("Learning rate" in ax.get_title() for ax in axes)
+    ticks = axes[0].xaxis.get_major_locator().tick_values(0, 2)
+    assert all(float(t).is_integer() for t in ticks)
+    plots.per_letter_accuracy(pred, labels, tmp_path / "letters.png")
+    assert any("floor" in t.get_text() for t in figures["letters.png"].axes[0].get_legend().get_texts())

@@ -19,9 +19,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from multimnist.build import build_device
 from multimnist.engine import Batching, Precision, TrainStep, train_one_epoch
+from multimnist.fold import run_fold
 from multimnist.gpus import claim_slot
 from multimnist.rundir import load_checkpoint, load_logits
-from multimnist.train import run_fold
 
 from .conftest import TIMING, fold_cfg, small_run_args
 

@@ -11,13 +11,13 @@ import torch
 
 from multimnist.build import build_model
 from multimnist.config import compose
+from multimnist.fold import run_fold
 from multimnist.labels import NUM_CLASSES
 from multimnist.model import LogMeanExp, SmallCNN, load_weights
-from multimnist.pretrain import CLASSES, WEIGHTS, run_pretrain
+from multimnist.pretraining import CLASSES, WEIGHTS, run_pretrain
 from multimnist.synth.compositor import Compositor, CompositorConfig
 from multimnist.synth.crops import NOTHING, GlyphCrops, split_glyphs
 from multimnist.synth.distractors import distractor_bank
-from multimnist.train import run_fold
 
 from .conftest import CONF, fold_cfg
 

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from multimnist.data.cache import cached_images
-from multimnist.data.dacon import DaconImages, DaconLayout, load_split
+from multimnist.data.dacon import DaconLayout, load_split
+from multimnist.data.dataset import DaconImages
 from multimnist.data.folds import folds_filename, load_or_make_folds
 from multimnist.synth.stats import dataset_stats
 

@@ -145,6 +145,24 @@ def test_dacon7_reader_rejects_bad_letter(tmp_path):
         read_dacon7([tmp_path / "bad.csv"])
 
 
+def test_the_competitions_mnist_data_folder_loads_train_and_test_csv_alike(tmp_path):
+    """mnist_data.zip holds train.csv (id,digit,letter,0..783) and test.csv (id,letter,0..783, no
+    digit column, ids numbered again from 0): a folder of both is one glyph bank."""
+    rng = np.random.default_rng(0)
+    upper, lower = [chr(ord("A") + k) for k in range(26)], [chr(ord("a") + k) for k in range(26)]
+    pixels = {str(i): rng.integers(0, 255, 26) for i in range(784)}
+    train = pd.DataFrame({"id": range(26), "digit": rng.integers(0, 10, 26), "letter": upper, **pixels})
+    test = pd.DataFrame({"id": range(26), "letter": lower, **pixels})
+    (tmp_path / "mnist_data").mkdir()
+    train.to_csv(tmp_path / "mnist_data" / "train.csv", index=False)
+    test.to_csv(tmp_path / "mnist_data" / "test.csv", index=False)
+    alone = load_glyphs("dacon7", tmp_path / "mnist_data" / "test.csv")
+    assert sorted(alone.letters.tolist()) == list(range(26))
+    both = load_glyphs("dacon7", tmp_path / "mnist_data")
+    assert len(both) == 52 and sorted(both.letters.tolist()) == sorted(list(range(26)) * 2)
+    assert len(set(both.ids.tolist())) == 52  # the two files' ids, which overlap, are made distinct
+
+
 def _write_idx(path: Path, array: np.ndarray) -> None:
     header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     with gzip.open(path, "wb") as f:

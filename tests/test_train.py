@@ -3,6 +3,7 @@ determinism hold; checkpoints are weights_only-loadable; wandb offline stays ins
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -17,10 +18,10 @@ from multimnist.build import build_loss, build_model, build_optimizer, build_sch
 from multimnist.config import optimizer_args, scheduler_args
 from multimnist.data.augment import BatchFlips, batch_flips, build_pipeline
 from multimnist.engine import Batching
+from multimnist.fold import run_fold
 from multimnist.rundir import RunConflict
-from multimnist.train import run_fold
 
-from .conftest import CONF, TIMING, compose_train, fold_cfg
+from .conftest import CONF, REPO, TIMING, compose_train, fold_cfg
 
 
 def options(group: str) -> list[str]:
@@ -216,8 +217,10 @@ def test_wandb_missing_is_one_line_saying_how_to_install_it(synth_root, tmp_path
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda n, *a: None if n == "wandb" else real_find_spec(n, *a)
     )
+    # This checkout is installed editable (make setup): the hint installs the extra from it; the
+    # package is on no index, so `pip install 'multimnist[wandb]'` would not resolve.
     with pytest.raises(
-        ValueError, match=r"logger=wandb needs the wandb package: pip install 'multimnist\[wandb\]'"
+        ValueError, match=rf"logger=wandb needs the wandb package: pip install -e '{REPO}\[wandb\]'"
     ):
         run_fold(fold_cfg(synth_root, tmp_path, "logger=wandb", "trainer.epochs=1"))
     assert not (tmp_path / "exp").exists()  # stopped before any work
@@ -362,3 +365,28 @@ def test_only_rot90_and_flip_steps_run_batched_on_the_device(synth_root, tmp_pat
     )
     with pytest.raises(ValueError, match="trainer.device_augment=on runs only RandomRotate90"):
         run_fold(fold_cfg(synth_root, tmp_path / "c", "augmentation=geometric", "trainer.device_augment=on"))
+
+
+def test_progress_piped_into_a_log_is_plain_lines_without_carriage_returns(synth_root, tmp_path):
+    """stdout/stderr not a terminal (CI, | tee, Slurm): progress is one log line per loop, no \\r frames."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "multimnist.train",
+        f"data.root={synth_root}",
+        f"paths.experiments={tmp_path}",
+    ]
+    cmd += [
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "backbone=tiny",
+        "trainer.epochs=1",
+        "trainer.progress=true",
+    ]
+    cmd += ["trainer.num_workers=0", "trainer.tta_views=1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout + done.stderr
+    assert "\r" not in out
+    assert re.search(r"\] - epoch 0 train: (\d+)/\1 batch, [\d.]+ batch/s, done in \d+ s", out)
+    assert re.search(r"\] - test: \d+/\d+ batch", out)
+    assert "logits for 1 view in" in out  # the plural fits the count

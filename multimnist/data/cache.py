@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from multimnist.data.dacon import Split, decode_gray, preprocess
 from multimnist.io import atomic_path
+from multimnist.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ def cached_images(
     shape = (len(split), *first.shape)
     with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        with open(tmp, "r+b") as handle:  # reserve the blocks now: a memmap write to a full disk is a SIGBUS
+            os.posix_fallocate(handle.fileno(), 0, os.path.getsize(tmp))
 
         def load(i: int) -> None:
             img = preprocess(decode_gray(split.paths[i]), img_size, denoise)
@@ -64,8 +66,8 @@ def cached_images(
         # cv2 decodes without the GIL, so threads scale over cores.
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
             jobs = pool.map(load, range(len(split)))
-            for _ in tqdm(
-                jobs, total=len(split), disable=not progress, desc=f"cache {split.name}", leave=False
+            for _ in progress_bar(
+                jobs, total=len(split), enabled=progress, desc=f"cache {split.name}", unit="img"
             ):
                 pass
         out.flush()

@@ -19,12 +19,11 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import GroupKFold, KFold
 
+from multimnist.choices import FOLD_METHODS
 from multimnist.data.dacon import DatasetError
 from multimnist.io import atomic_path
 
 log = logging.getLogger(__name__)
-
-METHODS = ("stratified", "contiguous", "group")
 
 
 def read_glyph_ids(meta_path: Path | str, indices: np.ndarray) -> list[list[int]]:
@@ -73,8 +72,8 @@ def assign_folds(
     glyph_ids: list[list[int]] | None = None,
 ) -> np.ndarray:
     """Fold number (0..n_splits-1) for each row."""
-    if method not in METHODS:
-        raise ValueError(f"fold method must be one of {METHODS}, got {method!r}")
+    if method not in FOLD_METHODS:
+        raise ValueError(f"fold method must be one of {FOLD_METHODS}, got {method!r}")
     if n_splits < 2 or n_splits > len(indices):
         raise ValueError(f"n_splits={n_splits} needs 2 <= n_splits <= {len(indices)} images")
     folds = np.full(len(indices), -1, dtype=np.int64)

@@ -40,10 +40,15 @@ def run(cfg: DictConfig) -> None:
     )
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="synth")
+@hydra.main(version_base="1.3", config_path="pkg://multimnist.conf", config_name="synth")
 def main(cfg: DictConfig) -> None:
     report(lambda: run(cfg))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (multimnist-...): the same as python -m."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -6,6 +6,7 @@ on the number of workers. The root is written under a temporary name and renamed
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import multiprocessing as mp
@@ -19,11 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from multimnist.data.dacon import DaconLayout, image_name
-from multimnist.io import OutputError, ensure_writable
+from multimnist.io import DiskFull, OutputError, ensure_writable
 from multimnist.labels import CSV_COLUMNS, NUM_CLASSES
+from multimnist.progress import progress as progress_bar
 from multimnist.synth.compositor import Compositor
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def _render_chunk(task: tuple[str, Path, int, int]) -> tuple[str, int, np.ndarra
         ok, buf = cv2.imencode(".png", comp.image, _worker["png"])
         if not ok:
             raise RuntimeError(f"PNG encoding failed for {split} image {index}")
-        buf.tofile(folder / image_name(index))
+        (folder / image_name(index)).write_bytes(buf.tobytes())  # full disk: ENOSPC (tofile: no errno)
         labels[row, comp.letters] = 1
         glyphs.append(" ".join(map(str, comp.glyph_ids)))
     return split, start, labels, glyphs
@@ -153,7 +154,7 @@ def generate(
     labels = {s: np.zeros((stop - begin, NUM_CLASSES), np.uint8) for s, (begin, stop) in ranges.items()}
     glyphs: list[str] = [""] * n_train
     workers = workers or os.cpu_count() or 1
-    bar = tqdm(total=n_train + n_test, disable=not progress, desc="synth", unit="img")
+    bar = progress_bar(total=n_train + n_test, enabled=progress, desc="synth", unit="img")
     try:
         init = (compositor, seed, png_compression)
         if workers == 1:  # rendered in this process; workers get the same state from the pool initializer
@@ -178,8 +179,14 @@ def generate(
             shutil.rmtree(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as err:
         bar.close()
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(
+                err.errno,
+                f"{out}: no space left on device while generating; nothing was written (the partial "
+                "folder is removed, an existing dataset there is intact). Free some space and re-run",
+            ) from None
         raise
     return GenerationSummary(out, n_train, n_test, time.perf_counter() - start_time)

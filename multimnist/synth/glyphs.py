@@ -16,13 +16,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import albumentations as A
 import cv2
 import matplotlib
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from multimnist.choices import GLYPH_SOURCES
 from multimnist.data.dacon import DatasetError
 from multimnist.labels import LETTERS
 
@@ -30,7 +30,6 @@ GLYPH_SIZE = 28  # the EMNIST / Dacon-7 resolution; the compositor scales glyphs
 _RENDER = 56  # procedural glyphs are drawn at twice that and area-downsampled, for smooth edges
 _BOX = 22  # a glyph's longer side inside its 28x28 square, as in EMNIST and Dacon-7
 
-SOURCES = ("procedural", "dacon7", "emnist")
 
 # matplotlib's bundled fonts that hold plain Latin letters (display, symbol and math fonts left out).
 MATPLOTLIB_FONTS = (
@@ -126,6 +125,8 @@ def procedural_bank(
     shear: float = 12.0,
 ) -> GlyphBank:
     """Font glyphs made handwriting-like: `variants` distorted copies of every (font, case, letter)."""
+    import albumentations as A  # here: it imports torch, which the generator's other paths never need
+
     font_dir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
     distort = A.Compose(
         [
@@ -256,4 +257,4 @@ def load_glyphs(
         return read_dacon7(expanded, **options)
     if source == "emnist":
         return read_emnist(path, **options)
-    raise ValueError(f"glyphs.source must be one of {SOURCES}, got {source!r}")
+    raise ValueError(f"glyphs.source must be one of {GLYPH_SOURCES}, got {source!r}")

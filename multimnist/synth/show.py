@@ -74,10 +74,15 @@ def preview(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="show")
+@hydra.main(version_base="1.3", config_path="pkg://multimnist.conf", config_name="show")
 def main(cfg: DictConfig) -> None:
     report(lambda: preview(cfg))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (multimnist-...): the same as python -m."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()
