@@ -1,6 +1,7 @@
-"""Every command the README shows is exercised: `python -m multimnist.<entry>` lines compose with their
-exact overrides (an unknown key, group option or bad value fails), `make` lines name real targets and
-dry-run cleanly. Template lines with [optional] parts are covered through their concrete examples."""
+"""Every command the README and the docs/ pages show is exercised: `python -m multimnist.<entry>`
+lines compose with their exact overrides (an unknown key, group option or bad value fails), `make`
+lines name real targets and dry-run cleanly. Template lines with [optional] parts are covered through
+their concrete examples."""
 
 from __future__ import annotations
 
@@ -25,13 +26,19 @@ CONFIG_OF = {
 }
 
 
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
 def readme_commands() -> list[str]:
-    lines, inside = [], False
-    for line in (REPO / "README.md").read_text().splitlines():
-        if line.startswith("```"):
-            inside = not inside
-        elif inside:
-            lines.append(line.split("  #")[0].strip())
+    """The command lines in the code blocks of the README and every docs/ page."""
+    lines = []
+    for page in PAGES:
+        inside = False
+        for line in page.read_text().splitlines():
+            if line.startswith("```"):
+                inside = not inside
+            elif inside:
+                lines.append(line.split("  #")[0].strip())
     return [line for line in lines if line.startswith(("python -m multimnist", "torchrun ", "make "))]
 
 
@@ -67,7 +74,8 @@ def test_python_commands_compose(line):
     for a in overrides:
         key, value = a.split("=", 1)
         if (
-            key in ("backbone", "experiment", "preset", "glyphs", "logger", "trainer", "hparams_search")
+            key
+            in ("backbone", "experiment", "preset", "glyphs", "logger", "trainer", "hparams_search", "recipe")
             or "/" in key
         ):
             continue  # group choices: composing them is the check
@@ -86,3 +94,13 @@ def test_make_commands_are_real_targets(line):
         ["make", "-n", *shlex.split(line)[1:]], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_readme_stays_short_and_the_docs_stay_inside_the_repository():
+    assert len((REPO / "README.md").read_text().splitlines()) < 200
+    for page in PAGES:
+        text = page.read_text()
+        assert "../shared" not in text and "/work/" not in text, page.name
+        for target in re.findall(r"\]\(([^)#]+)\)", text):  # relative links resolve
+            if not target.startswith("http"):
+                assert (page.parent / target).exists(), (page.name, target)
