@@ -12,7 +12,7 @@ REAL ?=
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint demo demo-full pretrain claims claims-full data show-data train sweep ensemble curves predict bench bench-synth bench-train bench-precision bench-recipe stats clean
+.PHONY: help setup test test-slow lint demo demo-full pretrain claims claims-full data show-data train sweep ensemble curves predict bench bench-synth bench-train bench-precision bench-recipe bench-scale stats clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ bench-train: setup ## Benchmark the trainer's data path: model loop vs trainer, 
 
 bench-recipe: setup ## A preset vs the plain 40-line loop on eased realistic data: make bench-recipe ARGS="--glyphs dacon7 --glyphs-path DIR"
 	$(PY) scripts/bench_recipe.py $(ARGS)
+
+bench-scale: setup ## Every stage at the competition's size (50,000 + 5,000 images): wall time and peak memory (~20 min)
+	$(PY) scripts/bench_scale.py $(ARGS)
 
 bench-precision: setup ## Training-step img/s by precision and channels_last (GPU: BACKBONE=effnet_b5 ARGS="--batch 128")
 	$(PY) scripts/bench_precision.py --backbone $(BACKBONE) $(ARGS)
