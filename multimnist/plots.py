@@ -162,23 +162,10 @@ def error_gallery(
         wrong = int((p != y).sum())
         raw_ax.set_title(f"{int(index):05d}.png, {wrong} wrong\ntrue {_letters(y)}", fontsize=6, loc="left")
         seen_ax.set_title(f"model input {view.shape[0]} px", fontsize=6)
-        raw_ax.text(
-            0,
-            -0.03,
-            f"missed {_letters(y & ~p)}",
-            color="C3",
-            fontsize=6,
-            transform=raw_ax.transAxes,
-            va="top",
-        )
-        raw_ax.text(
-            0,
-            -0.15,
-            f"extra {_letters(~y & p)}",
-            color="C1",
-            fontsize=6,
-            transform=raw_ax.transAxes,
-            va="top",
-        )
+        for y_pos, text, color in (
+            (-0.03, f"missed {_letters(y & ~p)}", "C3"),
+            (-0.15, f"extra {_letters(~y & p)}", "C1"),
+        ):
+            raw_ax.text(0, y_pos, text, color=color, fontsize=6, transform=raw_ax.transAxes, va="top")
     fig.suptitle("Worst out-of-fold images (most wrong cells): on disk | as the model saw it", fontsize=9)
     save_figure(fig, path, dpi=100)

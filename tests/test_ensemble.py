@@ -28,6 +28,7 @@ from multimnist.predict import fold_logits, image_split, run_predict
 from multimnist.report import worst_rows
 from multimnist.runs import EnsembleError, collect_runs, most_recent_experiment
 
+from .conftest import small_run_args
 from .test_dacon import make_root
 
 
@@ -344,20 +345,8 @@ def test_predict_and_repredict_need_no_weights_file_after_training(synth_root, t
     start.parent.mkdir()
     torch.save({"model": build_model("multimnist_tiny").state_dict()}, start)
     exps = tmp_path / "exp"
-    train = [
-        "backbone=tiny",
-        f"backbone.weights={start}",
-        "trainer.epochs=1",
-        "trainer.batch_size=16",
-        "trainer.num_workers=0",
-        "trainer.progress=false",
-        "trainer.tta_views=2",
-        "data.folds.n_splits=2",
-        f"data.root={synth_root}",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        f"paths.experiments={exps}",
-        "exp=from_file",
-    ]
+    train = small_run_args(synth_root, tmp_path, "from_file", f"backbone.weights={start}", "trainer.epochs=1")
+    train += ["trainer.tta_views=2", "data.folds.n_splits=2"]
     for fold in (0, 1):
         run_fold(compose("train", [*train, f"fold={fold}"]))
     ensemble = [f"paths.experiments={exps}", "exp=from_file", "ensemble.plots=false"]
