@@ -23,7 +23,7 @@ from multimnist.config import dataset_args, inference_args, loader_args, validat
 from multimnist.decode import Candidate, aggregate, choose, decode_with, score_candidates, view_columns
 from multimnist.io import atomic_path, ensure_writable, save_text
 from multimnist.labels import CSV_COLUMNS, LETTERS
-from multimnist.report import write_diagnostics, write_page
+from multimnist.report import format_table, write_diagnostics, write_page
 from multimnist.rundir import ENSEMBLE_RECORD, SUBMISSION, ensemble_dir, run_lock
 from multimnist.runs import (
     Answers,
@@ -220,27 +220,6 @@ def write_plots(
     plots.per_letter_accuracy(oof_pred, labels, out / "per_letter_accuracy.png")
     plots.reliability_diagram(raw, calibrated, labels, chosen.temperature, out / "reliability.png")
     plots.letters_per_image(oof_pred, labels, out / "letters_per_image.png")
-
-
-def format_table(candidates: list[Candidate], chosen: Candidate, report: dict) -> str:
-    has_test = any(c.test_accuracy is not None for c in candidates)
-    lines = [f"{'candidate':40} {'OOF acc':>8}" + (f" {'test acc':>9}" if has_test else "")]
-    for c in sorted(candidates, key=lambda c: -c.oof_accuracy):
-        mark = "  <- chosen" if c is chosen else ""
-        test = f" {c.test_accuracy:9.4f}" if has_test else ""
-        lines.append(f"{c.name:40} {c.oof_accuracy:8.4f}{test}{mark}")
-    cal = report["calibration"]
-    lines.append(
-        f"calibration: T={cal['temperature']:.3f}, NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}, "
-        f"ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}"
-    )
-    summary = (
-        f"chosen {chosen.name}: OOF accuracy {report['oof_accuracy']:.4f} ({report['oof_images']} images)"
-    )
-    if report["test_accuracy"] is not None:
-        summary += f", test accuracy {report['test_accuracy']:.4f} (all-zeros floor {report['floor']:.4f})"
-    lines.append(summary)
-    return "\n".join(lines)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://multimnist.conf", config_name="ensemble")

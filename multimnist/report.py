@@ -11,6 +11,7 @@ import pandas as pd
 
 from multimnist import plots
 from multimnist.data.dacon import DaconLayout, decode_gray, image_name, preprocess
+from multimnist.decode import Candidate
 from multimnist.io import save_text
 from multimnist.rundir import METRICS
 from multimnist.tracking import read_metrics
@@ -132,3 +133,25 @@ def write_page(out: Path, report: dict, exp: str) -> Path:
     path = out / "report.md"
     save_text("\n".join(lines), path)
     return path
+
+
+def format_table(candidates: list[Candidate], chosen: Candidate, report: dict) -> str:
+    """The terminal's candidate table (best OOF first, the chosen one marked), calibration, summary."""
+    has_test = any(c.test_accuracy is not None for c in candidates)
+    lines = [f"{'candidate':40} {'OOF acc':>8}" + (f" {'test acc':>9}" if has_test else "")]
+    for c in sorted(candidates, key=lambda c: -c.oof_accuracy):
+        mark = "  <- chosen" if c is chosen else ""
+        test = f" {c.test_accuracy:9.4f}" if has_test else ""
+        lines.append(f"{c.name:40} {c.oof_accuracy:8.4f}{test}{mark}")
+    cal = report["calibration"]
+    lines.append(
+        f"calibration: T={cal['temperature']:.3f}, NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}, "
+        f"ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}"
+    )
+    summary = (
+        f"chosen {chosen.name}: OOF accuracy {report['oof_accuracy']:.4f} ({report['oof_images']} images)"
+    )
+    if report["test_accuracy"] is not None:
+        summary += f", test accuracy {report['test_accuracy']:.4f} (all-zeros floor {report['floor']:.4f})"
+    lines.append(summary)
+    return "\n".join(lines)
