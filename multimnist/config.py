@@ -127,9 +127,8 @@ class BackboneConfig:
 
     name: str = MISSING  # a timm model name, optionally with its pretrained tag (name.tag)
     pretrained: bool = False  # timm's weights (ImageNet): HF cache/hub, or pretrained_file
-    pretrained_file: str | None = _path(
-        None
-    )  # timm's local-file route: pretrained_cfg_overlay=dict(file=...)
+    # timm's local-file route for `pretrained`: pretrained_cfg_overlay=dict(file=...)
+    pretrained_file: str | None = _path(None)
     normalize: bool = False  # feed the mean/std the pretrained weights expect, not [0, 1] pixels
     weights: str | None = _path(None)
     in_chans: int = _one_of((1, 3), 1)
@@ -512,7 +511,8 @@ def model_args(cfg: Mapping) -> dict:
     fills in the keys older runs lack)."""
     b = cfg["backbone"]
     keys = ("name", "pretrained", "pretrained_file", "weights", "in_chans", "drop_rate", "drop_path_rate")
-    return {k: b[k] for k in (*keys, "global_pool", "head")}
+    keys += ("global_pool", "head")
+    return {k: b[k] for k in keys}
 
 
 def placement_args(cfg: Mapping) -> dict:

@@ -74,6 +74,14 @@ class Batching:
     mean: tuple[float, ...] | None = None  # per-channel normalisation (backbone.normalize), else [0, 1]
     std: tuple[float, ...] | None = None
 
+    def __post_init__(self) -> None:
+        # Made once, on the device: a tensor built per batch would be a host-to-device copy per step.
+        self._shift, self._scale = (
+            (None, None)
+            if self.mean is None
+            else (torch.tensor(v, device=self.device).view(1, -1, 1, 1) for v in (self.mean, self.std))
+        )
+
     def __call__(
         self, x: torch.Tensor, augment: Callable[[torch.Tensor], torch.Tensor] | None = None
     ) -> torch.Tensor:
@@ -84,10 +92,8 @@ class Batching:
             x = augment(x)
         if self.in_chans != 1:
             x = x.expand(-1, self.in_chans, -1, -1)  # replicate gray for weights that expect RGB
-        if self.mean is not None:
-            mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-            std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-            x = (x - mean) / std
+        if self._shift is not None:
+            x = (x - self._shift) / self._scale
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x

@@ -128,7 +128,9 @@ def run_fold(cfg: DictConfig) -> Path:
     if cfg.logger.wandb is not None:
         require_wandb()  # before any work, not after the data is built
     b = cfg.backbone
-    require_pretrained(b.name, b.pretrained, b.pretrained_file)  # seconds, not a hub timeout later
+    source = require_pretrained(b.name, b.pretrained, b.pretrained_file)  # seconds, not a hub timeout
+    if source is not None:
+        log.info("backbone.pretrained: %s's weights from %s", b.name, source)
     device, gpu_lock = build_device(cfg.trainer.device)
     dist_ = Distributed.from_env(device)
     if not dist_.is_main:  # one voice: the other processes report only warnings and errors

@@ -167,7 +167,9 @@ def run_pretrain(cfg: DictConfig) -> Path | None:
     """Pretrain (or resume, or skip when finished); returns the weights file (None: paused)."""
     validate(cfg)
     b = cfg.backbone
-    require_pretrained(b.name, b.pretrained, b.pretrained_file)  # before the glyph bank
+    source = require_pretrained(b.name, b.pretrained, b.pretrained_file)  # before the glyph bank
+    if source is not None:
+        log.info("backbone.pretrained: %s's weights from %s", b.name, source)
     run_dir = pretrain_dir(cfg.paths.experiments, cfg.exp)
     t, weights = cfg.trainer, run_dir / WEIGHTS
     heal_replaced(run_dir, (*RESULTS, str(CONFIG)))

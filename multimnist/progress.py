@@ -42,12 +42,6 @@ class LogLines:
             self.update(1)
         self.close()
 
-    def __enter__(self) -> LogLines:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     def update(self, n: int = 1) -> None:
         self.n += n
         now = time.perf_counter()

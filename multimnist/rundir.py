@@ -359,25 +359,22 @@ def run_lock(run_dir: Path, what: str = "run") -> Iterator[None]:
         lock.release()
 
 
-def heal_replaced(run_dir: Path, names: tuple[str, ...], held: bool = False) -> bool:
+def heal_replaced(run_dir: Path, names: tuple[str, ...]) -> bool:
     """Put back a run that a killed `trainer.overwrite=true` run had set aside in `.replaced/` (one
-    warning line). Only when no live process holds the folder (`held`: this process does) and no
-    paused replacement kept it on purpose. Returns whether it healed."""
+    warning line). Only when no live process holds the folder and no paused replacement kept it on
+    purpose. Returns whether it healed."""
     aside = run_dir / ASIDE
     if not aside.is_dir() or (aside / PAUSED).is_file():
         return False
-    if held:
-        restore_aside(run_dir, names)
-    else:
-        from filelock import FileLock, Timeout
+    from filelock import FileLock, Timeout
 
-        try:
-            with FileLock(run_dir / LOCK, timeout=0):
-                if not aside.is_dir():
-                    return False
-                restore_aside(run_dir, names)
-        except Timeout:  # a live run is replacing it right now
-            return False
+    try:
+        with FileLock(run_dir / LOCK, timeout=0):
+            if not aside.is_dir():
+                return False
+            restore_aside(run_dir, names)
+    except Timeout:  # a live run is replacing it right now
+        return False
     log.warning("%s: put back the run that an interrupted overwrite had set aside in %s", run_dir, ASIDE)
     return True
 
