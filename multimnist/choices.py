@@ -15,6 +15,7 @@ DEVICE_AUGMENT = ("auto", "on", "off")  # trainer.device_augment
 WANDB_MODES = ("online", "offline", "disabled")  # logger.wandb.mode (multimnist.tracking)
 FOLD_METHODS = ("stratified", "contiguous", "group")  # data.folds.method (multimnist.data.folds)
 GLYPH_SOURCES = ("procedural", "dacon7", "emnist")  # glyphs.source (multimnist.synth.glyphs)
+GLYPH_POOLS = (None, "A", "B")  # glyphs.pool: all glyphs, or one of two disjoint halves
 TTA_VIEWS = (1, 2, 4, 8)  # trainer.tta_views: identity, + rot180, the rot90 group, + flips (multimnist.tta)
 AGGREGATIONS = ("prob_mean", "logit_mean")  # how the ensemble combines models and views
 VIEW_SETS = ("identity", "all")  # which saved TTA views an ensemble candidate uses

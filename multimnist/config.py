@@ -35,6 +35,7 @@ from multimnist.choices import (
     DEVICE_AUGMENT,
     FOLD_METHODS,
     GLOBAL_POOLS,
+    GLYPH_POOLS,
     GLYPH_SOURCES,
     HEADS,
     PRECISIONS,
@@ -309,6 +310,7 @@ class EnsembleConfig:
 class GlyphsConfig:
     source: str = _one_of(GLYPH_SOURCES, "procedural")
     path: Any = None
+    pool: str | None = _one_of(GLYPH_POOLS, None)  # A or B: one of two disjoint halves (glyphs.glyph_pool)
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -322,6 +324,7 @@ class SynthConfig:
     overwrite: bool = False
     progress: bool = True
     png_compression: int = field(default=0, metadata=check(lambda v: 0 <= v <= 9, "must be in 0..9"))
+    test_glyphs_held_out: float = _fraction(0.0)  # share of glyph families only test images use
     compositor: CompositorConfig = field(default_factory=CompositorConfig)
     glyphs: GlyphsConfig = field(default_factory=GlyphsConfig)
 
@@ -354,6 +357,16 @@ class CropsConfig:
 
 
 @dataclass
+class HarvestConfig:
+    """Self-training: crops of the user's own training images (multimnist.harvest), mixed in."""
+
+    exp: str | None = _folder_name(None)  # a fine-tuned experiment whose folds find the letters; null: off
+    min_confidence: float = _fraction(0.5, closed=True)  # a letter's probability at its best place
+    top_share: float = _fraction(0.5, closed=True)  # and, per letter, among its most confident share
+    share: float = _fraction(0.5, closed=True)  # share of training crops that are harvested ones
+
+
+@dataclass
 class PretrainConfig:
     exp: str = _folder_name("pretrain")
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -361,6 +374,7 @@ class PretrainConfig:
     optimizer: Any = None
     scheduler: Any = None
     crops: CropsConfig = field(default_factory=CropsConfig)
+    harvest: HarvestConfig = field(default_factory=HarvestConfig)
     trainer: LoopConfig = field(default_factory=LoopConfig)
     compositor: CompositorConfig = field(default_factory=CompositorConfig)
     glyphs: GlyphsConfig = field(default_factory=GlyphsConfig)

@@ -99,7 +99,8 @@ class Batching:
         return x
 
 
-def _autocast(device: torch.device, precision: Precision):
+def autocast(device: torch.device, precision: Precision):
+    """The forward pass's autocast context for a resolved precision (off for fp32)."""
     return torch.autocast(device.type, dtype=precision.dtype, enabled=precision.dtype is not None)
 
 
@@ -230,7 +231,7 @@ def train_one_epoch(
         # Under DDP, gradients of accumulated micro-batches are synchronised only at the update.
         sync = contextlib.nullcontext() if boundary or not hasattr(model, "no_sync") else model.no_sync()
         with sync:
-            with _autocast(device, step.precision):
+            with autocast(device, step.precision):
                 logits = model(x)
             loss = step.loss_fn(logits.float(), y)
             step.scaler.scale(loss / accum).backward()  # a pass-through unless fp16
@@ -271,7 +272,7 @@ def predict(
     logits, indices, labels = [], [], []
     for x, y, index in progress_bar(loader, enabled=progress, desc=desc, unit="batch"):
         x = batching(x)
-        with _autocast(batching.device, precision):
+        with autocast(batching.device, precision):
             out = torch.stack([model(view(x, k)).float() for k in ids], dim=1)
         logits.append(out.cpu().numpy())
         indices.append(np.asarray(index))

@@ -97,6 +97,13 @@ class SmallCNN(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
+    def location_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Every place's class scores [B, classes, H, W] before the pooling (the per-location head's
+        map; for a pooled head with one pooled value per channel, its class activation map)."""
+        if self.classifier.in_features != self.num_features:
+            raise ValueError("location scores need one pooled value per channel (not catavgmax)")
+        return self.classifier(self.features(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.features(x)
         if self.head == "pooled":

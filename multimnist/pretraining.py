@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from multimnist.build import build_device, build_model, build_training, make_loader
 from multimnist.config import model_args, optimizer_args, placement_args, scheduler_args, validate
 from multimnist.engine import TrainStep, end_of_epoch, predict, train_one_epoch
+from multimnist.harvest import HARVEST, HARVEST_GRID, harvest, harvest_grid, per_letter
 from multimnist.io import ensure_writable, save_text, save_torch
 from multimnist.labels import NUM_CLASSES
 from multimnist.pretrained import require_pretrained
@@ -43,9 +44,9 @@ from multimnist.rundir import (
 from multimnist.rundir import inspect as inspect_run
 from multimnist.state import TrainState
 from multimnist.synth.compositor import Compositor, CompositorConfig
-from multimnist.synth.crops import GlyphCrops, split_glyphs
+from multimnist.synth.crops import GlyphCrops, MixedCrops
 from multimnist.synth.distractors import distractor_bank
-from multimnist.synth.glyphs import load_glyphs
+from multimnist.synth.glyphs import load_glyphs, split_families
 from multimnist.tracking import RunLog, epoch_row
 
 log = logging.getLogger("multimnist.pretrain")
@@ -59,7 +60,7 @@ CLASSES = NUM_CLASSES + 1  # 26 letters + "nothing"
 class Pretraining:
     cfg: DictConfig
     run_dir: Path
-    train_ds: GlyphCrops
+    train_ds: GlyphCrops | MixedCrops
     train_loader: DataLoader
     eval_loader: DataLoader
     step: TrainStep
@@ -76,12 +77,15 @@ def crop_sizes(cfg: DictConfig) -> tuple[int, int]:
     return native, max(8, round(native * cfg.backbone.img_size / cfg.crops.image_size))
 
 
-def build_crops(cfg: DictConfig) -> tuple[GlyphCrops, GlyphCrops]:
-    """Training crops from most glyph families, fixed evaluation crops from the held-out ones."""
+def build_crops(cfg: DictConfig, run_dir: Path) -> tuple[GlyphCrops | MixedCrops, GlyphCrops]:
+    """Training crops from most glyph families (with harvest.exp, mixed with crops of the user's own
+    images), fixed evaluation crops from the held-out families."""
     seed = cfg.trainer.seed
-    glyphs = load_glyphs(cfg.glyphs.source, cfg.glyphs.path, seed=seed, **cfg.glyphs.options)
+    glyphs = load_glyphs(
+        cfg.glyphs.source, cfg.glyphs.path, seed=seed, pool=cfg.glyphs.pool, **cfg.glyphs.options
+    )
     compositor = Compositor(CompositorConfig(**cfg.compositor), glyphs, distractor_bank(seed), seed=seed)
-    train_rows, held_rows = split_glyphs(glyphs.families, cfg.crops.held_out, seed)
+    train_rows, held_rows = split_families(glyphs.families, cfg.crops.held_out, seed, glyphs.letters)
     native, size = crop_sizes(cfg)
     c = cfg.crops
     common = {"crop": native, "img_size": size, "denoise": c.denoise, "nothing": c.nothing}
@@ -98,13 +102,35 @@ def build_crops(cfg: DictConfig) -> tuple[GlyphCrops, GlyphCrops]:
         native,
         size,
     )
+    if cfg.harvest.exp is not None:
+        h = cfg.harvest
+        found = harvest(
+            cfg.paths.experiments,
+            h.exp,
+            native,
+            h.min_confidence,
+            h.top_share,
+            device_name=cfg.trainer.device,
+        )
+        found.save(run_dir / HARVEST)
+        harvest_grid(found, run_dir / HARVEST_GRID, seed=seed)
+        counts = per_letter(found)
+        log.info(
+            "harvested %d crops of %d labelled letters in %s's training images (probability >= %.2f, "
+            "the top %.0f%% of each letter; "
+            "per letter %d..%d); %.0f%% of the training crops are harvested ones; see %s",
+            *(len(found), found.looked_at, h.exp, h.min_confidence, 100 * h.top_share),
+            *(counts.min(), counts.max()),
+            *(100 * h.share, run_dir / HARVEST_GRID),
+        )
+        train = MixedCrops(train, found.crops, found.letters, found.margin, h.share)
     return train, held
 
 
 def build_pretraining(cfg: DictConfig, run_dir: Path, device: torch.device) -> Pretraining:
     t = cfg.trainer
     torch.manual_seed(t.seed)
-    train_ds, held_ds = build_crops(cfg)
+    train_ds, held_ds = build_crops(cfg, run_dir)
     train_loader = make_loader(train_ds, t.batch_size, t.num_workers)
     eval_loader = make_loader(held_ds, t.batch_size, t.num_workers)
     step, state = build_training(
@@ -205,6 +231,7 @@ def pretrain(cfg: DictConfig, run_dir: Path, resume: bool) -> Path | None:
         final = runlog.rows[-1]
         meta = {k: final[k] for k in ("heldout_top1", "heldout_letter_top1", "epoch")}
         meta |= {"backbone": cfg.backbone.name, "classes": CLASSES, "glyphs": cfg.glyphs.source}
+        meta |= {"glyph_pool": cfg.glyphs.pool, "harvest": cfg.harvest.exp}
         save_torch({"model": p.state.model.state_dict(), "pretrain": meta}, weights)
     finally:
         if gpu_lock is not None:

@@ -16,8 +16,9 @@ from multimnist.labels import NUM_CLASSES
 from multimnist.model import LogMeanExp, SmallCNN, load_weights
 from multimnist.pretraining import CLASSES, WEIGHTS, run_pretrain
 from multimnist.synth.compositor import Compositor, CompositorConfig
-from multimnist.synth.crops import NOTHING, GlyphCrops, split_glyphs
+from multimnist.synth.crops import NOTHING, GlyphCrops
 from multimnist.synth.distractors import distractor_bank
+from multimnist.synth.glyphs import split_families
 
 from .conftest import CONF, fold_cfg
 
@@ -95,7 +96,7 @@ def test_per_location_head_scores_each_place_then_takes_the_best():
 @pytest.fixture(scope="module")
 def crops(bank):
     compositor = Compositor(CompositorConfig(), bank, distractor_bank(0), seed=0)
-    train_rows, held_rows = split_glyphs(bank.families, 0.2, seed=0)
+    train_rows, held_rows = split_families(bank.families, 0.2, seed=0)
     return compositor, train_rows, held_rows
 
 

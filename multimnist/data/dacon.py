@@ -50,6 +50,7 @@ class DaconLayout:
     sample_submission: str = "sample_submission.csv"
     test_answer: str = "test_answer.csv"
     meta: str = "meta.csv"
+    test_meta: str = "test_meta.csv"  # the generator's: per test image, its glyph ids
     image_size: int = 256
 
     def __post_init__(self) -> None:

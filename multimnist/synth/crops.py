@@ -24,17 +24,6 @@ from multimnist.synth.compositor import Compositor
 NOTHING = NUM_CLASSES  # the 27th class: no letter in the middle of the crop
 
 
-def split_glyphs(families: np.ndarray, held_out: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Glyph rows for training and for the held-out accuracy, split by family (a font or a writer's
-    sample), so held-out glyphs are other hands, not other copies of the same hand."""
-    unique = np.unique(families)
-    rng = np.random.default_rng([seed, 17])
-    n_held = max(1, int(round(held_out * len(unique)))) if held_out > 0 else 0
-    held = set(rng.permutation(unique)[:n_held].tolist())
-    is_held = np.array([f in held for f in families.tolist()])
-    return np.flatnonzero(~is_held), np.flatnonzero(is_held)
-
-
 class GlyphCrops(Dataset):
     """(float 1xSxS in [0,1], class 0..26, item index) crops; `len` items per epoch."""
 
@@ -111,3 +100,35 @@ class GlyphCrops(Dataset):
         img, label = self.render(rng)
         img = preprocess(img, self.img_size, self.denoise)
         return torch.from_numpy(img).unsqueeze(0), label, i  # uint8: Batching converts on the device
+
+
+class MixedCrops(Dataset):
+    """Rendered crops with a `share` of them replaced by harvested ones (`multimnist.harvest`): a
+    letter drawn uniformly among those harvested, one of its crops, shifted within the harvest's margin
+    and turned by a random quarter turn (letters come at any angle), then the same preprocessing."""
+
+    def __init__(
+        self, rendered: GlyphCrops, crops: np.ndarray, letters: np.ndarray, margin: int, share: float
+    ) -> None:
+        self.rendered, self.crops, self.margin, self.share = rendered, crops, margin, share
+        self.by_letter = [np.flatnonzero(letters == c) for c in range(NUM_CLASSES)]
+        self.harvested = [c for c in range(NUM_CLASSES) if len(self.by_letter[c])]
+        self.side = crops.shape[1] - 2 * margin
+
+    def __len__(self) -> int:
+        return len(self.rendered)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.rendered.set_epoch(epoch)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        r = self.rendered
+        rng = np.random.default_rng([r.seed, r.epoch, i, 3])
+        if rng.random() >= self.share:
+            return r[i]
+        letter = self.harvested[int(rng.integers(len(self.harvested)))]
+        crop = self.crops[int(rng.choice(self.by_letter[letter]))]
+        dy, dx = rng.integers(0, 2 * self.margin + 1, 2).tolist()
+        img = np.rot90(crop[dy : dy + self.side, dx : dx + self.side], int(rng.integers(4)))
+        img = preprocess(np.ascontiguousarray(img), r.img_size, r.denoise)
+        return torch.from_numpy(img).unsqueeze(0), letter, i

@@ -46,14 +46,14 @@ class GenerationSummary:
         return (self.n_train + self.n_test) / max(self.seconds, 1e-9)
 
 
-def _init_worker(compositor: Compositor, seed: int, png_compression: int) -> None:
-    _worker.update(compositor=compositor, seed=seed, png=[cv2.IMWRITE_PNG_COMPRESSION, png_compression])
+def _init_worker(compositors: dict[str, Compositor], seed: int, png_compression: int) -> None:
+    _worker.update(compositors=compositors, seed=seed, png=[cv2.IMWRITE_PNG_COMPRESSION, png_compression])
 
 
 def _render_chunk(task: tuple[str, Path, int, int]) -> tuple[str, int, np.ndarray, list[str]]:
     """Compose and write images [start, stop) of one split; return their labels and glyph ids."""
     split, folder, start, stop = task
-    compositor: Compositor = _worker["compositor"]
+    compositor: Compositor = _worker["compositors"][split]
     labels = np.zeros((stop - start, NUM_CLASSES), np.uint8)
     glyphs = []
     for row, index in enumerate(range(start, stop)):
@@ -74,15 +74,19 @@ def _label_frame(indices: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
     return frame
 
 
-def _write_tables(layout: DaconLayout, ranges: dict, labels: dict, glyphs: list[str]) -> None:
-    """The answer CSV, the all-zeros sample submission, the test answers and meta.csv (glyph ids)."""
+def _write_tables(layout: DaconLayout, ranges: dict, labels: dict, glyphs: dict[str, list[str]]) -> None:
+    """The answer CSV, the all-zeros sample submission, the test answers, meta.csv and test_meta.csv
+    (each image's glyph ids)."""
     train_ids, test_ids = np.arange(*ranges["train"]), np.arange(*ranges["test"])
     _label_frame(train_ids, labels["train"]).to_csv(layout.path("train_csv"), index=False)
     _label_frame(test_ids, np.zeros_like(labels["test"])).to_csv(
         layout.path("sample_submission"), index=False
     )
     _label_frame(test_ids, labels["test"]).to_csv(layout.path("test_answer"), index=False)
-    pd.DataFrame({"index": train_ids, "glyph_ids": glyphs}).to_csv(layout.path("meta"), index=False)
+    pd.DataFrame({"index": train_ids, "glyph_ids": glyphs["train"]}).to_csv(layout.path("meta"), index=False)
+    pd.DataFrame({"index": test_ids, "glyph_ids": glyphs["test"]}).to_csv(
+        layout.path("test_meta"), index=False
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -127,11 +131,13 @@ def generate(
     overwrite: bool = False,
     png_compression: int = 0,
     provenance: dict | None = None,
+    test_compositor: Compositor | None = None,
 ) -> GenerationSummary:
     """Write train images + answer CSV, test images + zero sample_submission + test_answer.csv, meta.csv.
 
     Train ids are 0..n_train-1 and test ids follow them (n_train..), as in Dacon's 0..49999 / 50000..54999.
     `provenance` (e.g. the resolved config) is written to synth.json beside the data.
+    `test_compositor` draws the test images instead (e.g. from glyphs the train images never use).
     """
     out = Path(out)
     if n_train < 1 or n_test < 0:
@@ -152,11 +158,11 @@ def generate(
         for a in range(begin, stop, _CHUNK)
     ]
     labels = {s: np.zeros((stop - begin, NUM_CLASSES), np.uint8) for s, (begin, stop) in ranges.items()}
-    glyphs: list[str] = [""] * n_train
+    glyphs = {s: [""] * (stop - begin) for s, (begin, stop) in ranges.items()}
     workers = workers or os.cpu_count() or 1
     bar = progress_bar(total=n_train + n_test, enabled=progress, desc="synth", unit="img")
     try:
-        init = (compositor, seed, png_compression)
+        init = ({"train": compositor, "test": test_compositor or compositor}, seed, png_compression)
         if workers == 1:  # rendered in this process; workers get the same state from the pool initializer
             _init_worker(*init)
         # fork shares the glyph bank with the workers without pickling it; leaving the block terminates them.
@@ -167,8 +173,7 @@ def generate(
             for split, start, chunk_labels, chunk_glyphs in results:
                 offset = start - ranges[split][0]
                 labels[split][offset : offset + len(chunk_labels)] = chunk_labels
-                if split == "train":
-                    glyphs[offset : offset + len(chunk_glyphs)] = chunk_glyphs
+                glyphs[split][offset : offset + len(chunk_glyphs)] = chunk_glyphs
                 bar.update(len(chunk_labels))
         bar.close()
         _write_tables(DaconLayout(tmp), ranges, labels, glyphs)

@@ -86,6 +86,55 @@ class GlyphBank:
     def __len__(self) -> int:
         return len(self.images)
 
+    def subset(self, rows: np.ndarray) -> GlyphBank:
+        """The glyphs at `rows` (it must still hold all 26 letters)."""
+        return GlyphBank(self.images[rows], self.letters[rows], self.ids[rows], self.families[rows])
+
+
+POOL_SEED = 20260  # fixed, not the run's seed: pool A of a pretraining run and pool B of a dataset
+# must be the same two halves whatever seeds those runs use
+
+
+def glyph_pool(bank: GlyphBank, pool: str | None) -> GlyphBank:
+    """Pool "A" or "B": two disjoint halves of the bank's glyph families (a font, or one handwritten
+    sample), dealt by a fixed permutation of the family ids; None: the whole bank. Pretrain on A and
+    generate from B, and the fine-tune is judged on handwriting the backbone never saw."""
+    if pool is None:
+        return bank
+    if pool not in ("A", "B"):
+        raise ValueError(f"glyphs.pool must be A, B or null, got {pool!r}")
+    families = np.unique(bank.families)
+    order = np.random.default_rng(POOL_SEED).permutation(families)
+    half = set(order[: len(order) // 2].tolist()) if pool == "A" else set(order[len(order) // 2 :].tolist())
+    rows = np.flatnonzero(np.isin(bank.families, list(half)))
+    try:
+        return bank.subset(rows)
+    except DatasetError as err:
+        raise DatasetError(f"glyphs.pool={pool}: {err} (the source is too small to halve)") from None
+
+
+def split_families(families: np.ndarray, share: float, seed: int, letters: np.ndarray | None = None):
+    """Rows of the kept families and of a `share` of families held out, so the two sides are different
+    hands, not copies of the same hand. With `letters`, families are held out letter by letter (by
+    each family's first letter: a handwritten sample is one letter, a font all of them), so both sides
+    keep every letter; each letter keeps at least one family."""
+    unique = np.unique(families)
+    if letters is None:
+        strata = [unique]
+    else:
+        first: dict[int, int] = {}
+        for family, letter in zip(families.tolist(), letters.tolist(), strict=True):
+            first[family] = min(letter, first.get(family, letter))
+        firsts = np.array([first[f] for f in unique.tolist()])
+        strata = [unique[firsts == k] for k in np.unique(firsts)]
+    rng = np.random.default_rng([seed, 17])
+    held = []
+    for group in strata:
+        n_held = max(1, int(round(share * len(group)))) if share > 0 else 0
+        held += rng.permutation(group)[: min(n_held, max(len(group) - 1, 1))].tolist()
+    is_held = np.isin(families, held)
+    return np.flatnonzero(~is_held), np.flatnonzero(is_held)
+
 
 def fit_square(ink: np.ndarray, out: int = GLYPH_SIZE, box: int = _BOX) -> np.ndarray:
     """Crop ink to its bounding box, scale its longer side to `box` and centre it in an out x out square."""
@@ -236,9 +285,17 @@ def read_emnist(folder: Path | str, split: str = "train") -> GlyphBank:
 
 
 def load_glyphs(
-    source: str, path: str | os.PathLike | list | None = None, seed: int = 0, **options
+    source: str,
+    path: str | os.PathLike | list | None = None,
+    seed: int = 0,
+    pool: str | None = None,
+    **options,
 ) -> GlyphBank:
-    """The glyph bank for a config's `glyphs` group (source + path + source-specific options)."""
+    """The glyph bank for a config's `glyphs` group (source + path + pool + source-specific options)."""
+    return glyph_pool(_read_source(source, path, seed, **options), pool)
+
+
+def _read_source(source: str, path: str | os.PathLike | list | None, seed: int, **options) -> GlyphBank:
     readers = {"procedural": procedural_bank, "dacon7": read_dacon7, "emnist": read_emnist}
     if source in readers:
         known = inspect.signature(readers[source]).parameters

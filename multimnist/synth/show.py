@@ -51,7 +51,9 @@ def preview(cfg: DictConfig) -> Path:
     out = Path(cfg.out)
     ensure_writable(out.parent, "out", out)
     real = real_images(cfg.real, cfg.n)
-    glyphs = load_glyphs(cfg.glyphs.source, cfg.glyphs.path, seed=cfg.seed, **cfg.glyphs.options)
+    glyphs = load_glyphs(
+        cfg.glyphs.source, cfg.glyphs.path, seed=cfg.seed, pool=cfg.glyphs.pool, **cfg.glyphs.options
+    )
     compositor = Compositor(
         CompositorConfig(**cfg.compositor), glyphs, distractor_bank(cfg.seed), seed=cfg.seed
     )
