@@ -12,7 +12,7 @@ REAL ?=
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint demo demo-full pretrain claims claims-full data show-data train sweep ensemble curves predict bench bench-synth bench-train bench-precision bench-recipe bench-scale stats clean
+.PHONY: help setup test test-slow lint demo demo-full pretrain claims claims-full data show-data train sweep ensemble curves predict bench bench-synth bench-train bench-precision bench-recipe bench-scale bench-full stats clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -63,8 +63,11 @@ predict: setup ## Predict a folder of PNGs with an ensembled EXP: make predict E
 demo: setup ## The main job end to end on the embedded default: data, 5 folds, ensemble (~7 min on 2 cores)
 	$(PY) scripts/demo.py
 
-demo-full: setup ## The full task (10-14 letters, any rotation) on a CPU: data, glyph pretraining, fine-tuning, ensemble (~30 min)
+demo-full: setup ## The full task (10-14 letters, any rotation) on a CPU: data, glyph pretraining, 5 folds, ensemble (~30 min)
 	$(PY) scripts/demo_full.py $(ARGS)
+
+bench-full: setup ## Every full-task recipe on procedural and real-handwriting data, 5 folds each (hours): make bench-full ARGS="--dacon7 mnist_data/"
+	$(PY) scripts/bench_full.py $(ARGS)
 
 pretrain: setup ## Glyph pretraining: make pretrain BACKBONE=fcn EXP=name ARGS="trainer.epochs=20"
 	$(PY) -m multimnist.pretrain backbone=$(BACKBONE) exp=$(EXP) $(ARGS)

@@ -1,0 +1,272 @@
+"""`make bench-full`: the full task (10-14 letters, any rotation) on real handwriting and on the
+generator's own glyphs, every recipe side by side, each 5 folds + the ensemble; one table.
+
+Data (the generator's `real` preset, 8,000 train + 2,000 test images, seed 0):
+- `procedural`: procedural glyphs (make demo-full's data);
+- `dacon7-B`: the competition's glyph source (--dacon7 FILE_OR_DIR: mnist_data's train.csv and/or
+  test.csv) halved by id (`glyphs.pool=B`; pool A is left for pretraining), with the test images on
+  a quarter of B's glyphs that no train image uses (`test_glyphs_held_out=0.25`).
+Recipes (glyph pretraining of multimnist_fcn on 30,000 crops per epoch, then `experiment=cpu_full`
+5 folds, then the ensemble):
+- `scratch`: no pretraining, the baseline;
+- `procedural`: pretraining on procedural glyphs (what every user has);
+- `dacon7-A`: pretraining on pool A of the competition's glyphs (no glyph of the data's);
+- `procedural+self`: the `procedural` recipe, then self-training: crops of its own training images
+  where its folds find each labelled letter (multimnist.harvest), pretraining again on them mixed
+  with procedural crops (from the first weights), and fine-tuning again; `procedural+self2` runs a
+  second round, harvested by the first round's folds.
+
+Each row's minutes are everything after the data: pretraining, fine-tuning, the ensemble (and for
+self-training, both rounds). Finished stages are reused with their recorded times, so re-running
+prints the same table; the table also goes to experiments/README.md (its own section) with the
+commands each stage ran.
+
+    python scripts/bench_full.py --dacon7 mnist_data/ [--rows procedural:procedural dacon7-B:dacon7-A]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from multimnist.rundir import ENSEMBLE_RECORD, FINISHED_MARK, PRETRAIN_WEIGHTS, ensemble_dir, pretrain_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDS = "0,1,2,3,4"
+DATASETS = ("procedural", "dacon7-B")
+RECIPES = ("scratch", "procedural", "dacon7-A", "procedural+self", "procedural+self2")
+DEFAULT_ROWS = (
+    "procedural:scratch",
+    "procedural:procedural",
+    "dacon7-B:scratch",
+    "dacon7-B:procedural",
+    "dacon7-B:procedural+self",
+    "dacon7-B:dacon7-A",
+)
+
+
+@dataclass
+class Budget:
+    pretrain_epochs: int = 30  # x crops.per_epoch crops (~23 s per epoch on 2 cores)
+    crops: int = 30000
+    epochs: int = 5  # fine-tuning epochs per fold
+    folds: str = FOLDS
+    self_epochs: int = 8  # the self-training round's pretraining epochs
+    n_train: int = 8000
+    n_test: int = 2000
+
+
+@dataclass
+class Bench:
+    """Runs the stages (skipping finished ones) and records each stage's wall time."""
+
+    experiments: Path
+    data_dir: Path
+    budget: Budget
+    dacon7: str | None = None
+    times: dict[str, float] = field(default_factory=dict)
+    commands: list[str] = field(default_factory=list)  # every stage's, as run from the repository root
+
+    def __post_init__(self) -> None:
+        self.times_file = self.experiments / "bench_full_times.json"
+        if self.times_file.is_file():
+            self.times = json.loads(self.times_file.read_text())
+
+    def stage(self, key: str, done: bool, cmds: list[list[str]]) -> float:
+        """Run `cmds` unless `done` (then its recorded time); returns the stage's wall seconds."""
+        for cmd in cmds:
+            shown = "python " + " ".join(str(a).replace(str(ROOT) + "/", "") for a in cmd)
+            if self.dacon7 is not None:  # as a user writes it: the competition's folder
+                shown = shown.replace(str(Path(self.dacon7).resolve()), "mnist_data/")
+            if shown not in self.commands:
+                self.commands.append(shown)
+        if done:
+            seconds = self.times.get(key, float("nan"))
+            print(f"[bench-full] {key}: finished ({seconds / 60:.1f} min when it ran)", flush=True)
+            return seconds
+        started = time.perf_counter()
+        for cmd in cmds:
+            print("[bench-full] $ python", " ".join(cmd), flush=True)
+            subprocess.run([sys.executable, *cmd], check=True, cwd=ROOT)
+        self.times[key] = time.perf_counter() - started
+        self.experiments.mkdir(parents=True, exist_ok=True)
+        self.times_file.write_text(json.dumps(self.times, indent=2) + "\n")
+        print(f"[bench-full] {key}: {self.times[key] / 60:.1f} min\n", flush=True)
+        return self.times[key]
+
+    # --- the stages --------------------------------------------------------------------------
+
+    def glyph_args(self, pool: str) -> list[str]:
+        if self.dacon7 is None:
+            raise SystemExit("dacon7 rows need --dacon7 FILE_OR_DIR (mnist_data's train.csv / test.csv)")
+        return ["glyphs=dacon7", f"glyphs.path={Path(self.dacon7).resolve()}", f"glyphs.pool={pool}"]
+
+    def data(self, name: str) -> Path:
+        out = self.data_dir / f"full_{name.replace('-', '')}"
+        b = self.budget
+        cmd = ["-m", "multimnist.synth", f"out={out}", f"n_train={b.n_train}", f"n_test={b.n_test}"]
+        cmd += ["seed=0", "preset=real", "progress=false"]
+        if name == "dacon7-B":
+            cmd += [*self.glyph_args("B"), "test_glyphs_held_out=0.25"]
+        self.stage(f"data {name}", (out / "synth.json").is_file(), [cmd])
+        return out
+
+    def pretraining(self, exp: str, epochs: int, start: list[str], glyphs: list[str]) -> tuple[Path, float]:
+        """One glyph-pretraining stage of multimnist_fcn (`start`: where it starts and what it mixes in)."""
+        cmd = ["-m", "multimnist.pretrain", "backbone=fcn", f"exp={exp}"]
+        cmd += [f"paths.experiments={self.experiments}", *start]
+        cmd += [f"trainer.epochs={epochs}", f"crops.per_epoch={self.budget.crops}", "trainer.precision=bf16"]
+        cmd += ["trainer.channels_last=true", "trainer.progress=false", *glyphs]
+        weights = pretrain_dir(self.experiments, exp) / PRETRAIN_WEIGHTS
+        return weights, self.stage(f"pretrain {exp}", weights.is_file(), [cmd])
+
+    def pretrain(self, recipe: str) -> tuple[Path, float]:
+        exp = f"glyphs_fcn_e{self.budget.pretrain_epochs}" + ("_dacon7A" if recipe == "dacon7-A" else "")
+        glyphs = self.glyph_args("A") if recipe == "dacon7-A" else []
+        return self.pretraining(exp, self.budget.pretrain_epochs, [], glyphs)
+
+    def fine_tune(self, data: Path, exp: str, weights: Path | None) -> float:
+        b = self.budget
+        train = ["-m", "multimnist.train", f"data.root={data}", "experiment=cpu_full", f"exp={exp}"]
+        train += [
+            f"paths.experiments={self.experiments}",
+            f"trainer.epochs={b.epochs}",
+            "trainer.progress=false",
+        ]
+        train += [f"backbone.weights={weights}"] if weights else []
+        ens = [
+            "-m",
+            "multimnist.ensemble",
+            f"data.root={data}",
+            f"exp={exp}",
+            f"paths.experiments={self.experiments}",
+        ]
+        folds = [int(f) for f in b.folds.split(",")]
+        finished = all((self.experiments / exp / f"fold{k}" / FINISHED_MARK).is_file() for k in folds)
+        finished &= (ensemble_dir(self.experiments, exp) / ENSEMBLE_RECORD).is_file()
+        partial = ["ensemble.allow_partial=true"] if len(folds) < 5 else []
+        return self.stage(f"fine-tune {exp}", finished, [[*train, f"fold={b.folds}", "-m"], [*ens, *partial]])
+
+    def self_train(self, first_exp: str, first_weights: Path) -> tuple[Path, float]:
+        """Harvest `first_exp`'s training images and pretrain again from `first_weights`."""
+        start = [f"backbone.weights={first_weights}", f"harvest.exp={first_exp}", "optimizer.lr=1e-3"]
+        return self.pretraining(f"self_{first_exp}", self.budget.self_epochs, start, [])
+
+    # --- one row -------------------------------------------------------------------------------
+
+    def row(self, dataset: str, recipe: str) -> dict:
+        data = self.data(dataset)
+        tag = dataset.replace("-", "")
+        minutes, weights = 0.0, None
+        if recipe != "scratch":
+            weights, seconds = self.pretrain("dacon7-A" if recipe == "dacon7-A" else "procedural")
+            minutes += seconds / 60
+        base = "scratch" if recipe == "scratch" else recipe.split("+")[0].replace("-", "")
+        exp = f"bench_{tag}_{base}_e{self.budget.epochs}"
+        minutes += self.fine_tune(data, exp, weights) / 60
+        rounds = {"procedural+self": 1, "procedural+self2": 2}.get(recipe, 0)
+        for k in range(1, rounds + 1):  # each round harvests from the previous round's folds
+            weights, seconds = self.self_train(exp, weights)
+            exp = f"bench_{tag}_self{k if k > 1 else ''}_e{self.budget.epochs}"
+            minutes += (seconds + self.fine_tune(data, exp, weights)) / 60
+        return self.result(dataset, recipe, exp, minutes)
+
+    def result(self, dataset: str, recipe: str, exp: str, minutes: float) -> dict:
+        report = json.loads((ensemble_dir(self.experiments, exp) / ENSEMBLE_RECORD).read_text())
+        auc = [
+            pd.read_csv(p)["val_auc"].iloc[-1]
+            for p in sorted((self.experiments / exp).glob("fold*/metrics.csv"))
+        ]
+        acc, floor, oof = report["test_accuracy"], report["floor"], report["oof_accuracy"]
+        b = self.budget
+        return {
+            "data": dataset,
+            "recipe": recipe,
+            "pretraining glyphs": {
+                "scratch": "-",
+                "procedural": "procedural",
+                "dacon7-A": "dacon7 pool A",
+                "procedural+self": "procedural, then + harvested",
+                "procedural+self2": "procedural, then + harvested, twice",
+            }[recipe],
+            "exp": exp,
+            "folds": len(auc),
+            "epochs": b.epochs,
+            "minutes": minutes,
+            "test": acc,
+            "oof": oof,
+            "floor": floor,
+            "gap": (acc - floor) / (1 - floor),
+            "auc": sum(auc) / len(auc),
+        }
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| data | recipe | pretraining glyphs | folds x epochs | minutes | test (floor) | OOF "
+        "| test - OOF | gap closed | AUC |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['data']} | {r['recipe']} | {r['pretraining glyphs']} | {r['folds']} x {r['epochs']} | "
+            f"{r['minutes']:.1f} | {r['test']:.4f} ({r['floor']:.4f}) | {r['oof']:.4f} | "
+            f"{r['test'] - r['oof']:+.4f} | {r['gap']:.1%} | {r['auc']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dacon7", default=None, help="mnist_data's train.csv / test.csv, or their folder")
+    parser.add_argument(
+        "--rows", nargs="*", default=None, help=f"DATA:RECIPE; data {DATASETS}, recipes {RECIPES}"
+    )
+    parser.add_argument("--experiments", default=str(ROOT / "experiments"))
+    parser.add_argument("--data-dir", default=str(ROOT / "data"))
+    for name, value in vars(Budget()).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    args = parser.parse_args()
+    rows = args.rows or [r for r in DEFAULT_ROWS if args.dacon7 or not r.startswith("dacon7")]
+    if not args.dacon7 and not args.rows:
+        print("[bench-full] no --dacon7: the real-handwriting rows are left out")
+    budget = Budget(**{k: getattr(args, k) for k in vars(Budget())})
+    bench = Bench(Path(args.experiments), Path(args.data_dir), budget, args.dacon7)
+    results = []
+    for spec in rows:
+        dataset, _, recipe = spec.partition(":")
+        if dataset not in DATASETS or recipe not in RECIPES:
+            parser.error(f"--rows {spec}: want DATA:RECIPE with data in {DATASETS} and recipe in {RECIPES}")
+        results.append(bench.row(dataset, recipe))
+        print(table(results), flush=True)
+    text = table(results)
+    publish(Path(args.experiments) / "README.md", text, bench.commands)
+    print(f"\n[bench-full] {len(results)} row(s), also in {Path(args.experiments) / 'README.md'}:\n\n{text}")
+    return 0
+
+
+MARK, END = "<!-- bench-full table (scripts/bench_full.py) -->", "<!-- end of bench-full table -->"
+
+
+def publish(readme: Path, text: str, commands: list[str]) -> None:
+    """The table and the commands behind it, as the bench-full section of experiments/README.md."""
+    section = "\n".join([MARK, "", text, "", "Commands (re-running skips finished stages):", "", "```"])
+    section += "\n" + "\n".join(commands) + "\n```\n" + END
+    body = readme.read_text() if readme.is_file() else ""
+    if MARK in body:
+        start, end = body.index(MARK), body.find(END)
+        body = body[:start] + section + (body[end + len(END) :] if end >= 0 else "\n")
+    else:
+        body += "\n" + section + "\n"
+    readme.write_text(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

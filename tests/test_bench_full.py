@@ -1,0 +1,49 @@
+"""scripts/bench_full.py's bookkeeping: stages run once and keep their time, the table lands in
+experiments/README.md as one section, the shown commands name no machine-specific path."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+from .conftest import REPO
+
+
+def bench_module():
+    spec = importlib.util.spec_from_file_location("bench_full", REPO / "scripts" / "bench_full.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_full"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_finished_stage_keeps_its_recorded_time_and_is_not_run_again(tmp_path):
+    bf = bench_module()
+    marker = tmp_path / "ran.txt"
+    cmd = ["-c", f"open({str(marker)!r}, 'a').write('x')"]
+    bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget(), dacon7=str(tmp_path / "mnist_data"))
+    first = bench.stage("one", False, [cmd])
+    again = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget())  # a later invocation
+    assert again.stage("one", True, [cmd]) == first
+    assert marker.read_text() == "x"  # ran once
+    assert again.stage("never timed", True, [cmd]) != again.stage("never timed", True, [cmd])  # NaN
+
+
+def test_the_table_is_one_section_of_the_experiments_readme(tmp_path):
+    bf = bench_module()
+    readme = tmp_path / "README.md"
+    readme.write_text("# experiments\n\nthe claims table\n")
+    bf.publish(readme, "| old |", ["python -m a"])
+    bf.publish(readme, "| new |", ["python -m b"])
+    text = readme.read_text()
+    assert text.startswith("# experiments\n\nthe claims table\n") and text.count(bf.MARK) == 1
+    assert "| new |" in text and "| old |" not in text and "python -m b" in text
+
+
+def test_shown_commands_name_the_glyph_folder_as_a_user_writes_it(tmp_path):
+    bf = bench_module()
+    bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget(), dacon7=str(tmp_path / "mnist_data"))
+    bench.stage("data", True, [["-m", "multimnist.synth", *bench.glyph_args("B")]])
+    assert bench.commands == [
+        "python -m multimnist.synth glyphs=dacon7 glyphs.path=mnist_data/ glyphs.pool=B"
+    ]
