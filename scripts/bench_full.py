@@ -83,8 +83,10 @@ class Bench:
         """Run `cmds` unless `done` (then its recorded time); returns the stage's wall seconds."""
         for cmd in cmds:
             shown = "python " + " ".join(str(a).replace(str(ROOT) + "/", "") for a in cmd)
-            if self.dacon7 is not None:  # as a user writes it: the competition's folder
-                shown = shown.replace(str(Path(self.dacon7).resolve()), "mnist_data/")
+            if self.dacon7 is not None:  # as a user writes it: the competition's folder (or a file in it)
+                given = Path(self.dacon7).resolve()
+                mine, theirs = (given.parent, "mnist_data") if given.is_file() else (given, "mnist_data/")
+                shown = shown.replace(str(mine), theirs)
             if shown not in self.commands:
                 self.commands.append(shown)
         if done:
