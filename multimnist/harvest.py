@@ -38,11 +38,34 @@ class Harvest:
     letters: np.ndarray  # int64 [n], 0..25
     confidence: np.ndarray  # float32 [n]: the letter's probability at its best place
     images: np.ndarray  # int64 [n]: the dataset index of the image each crop comes from
-    looked_at: int  # labelled letters scored (kept or not)
+    looked_at: np.ndarray  # int64 [26]: labelled occurrences of each letter scored (kept or not)
     margin: int  # px around the crop's side: pretraining shifts within it
 
     def __len__(self) -> int:
         return len(self.letters)
+
+    @property
+    def scored(self) -> int:
+        """Labelled letters scored, kept or not."""
+        return int(self.looked_at.sum())
+
+    def take(self, rows: np.ndarray) -> Harvest:
+        return Harvest(
+            self.crops[rows], self.letters[rows], self.confidence[rows], self.images[rows], self.looked_at,
+            self.margin,
+        )  # fmt: skip
+
+    @classmethod
+    def merge(cls, parts: list[Harvest]) -> Harvest:
+        """The crops of several folds (each its own validation images) as one harvest."""
+        return cls(
+            *(
+                np.concatenate([getattr(p, k) for p in parts])
+                for k in ("crops", "letters", "confidence", "images")
+            ),
+            sum(p.looked_at for p in parts),
+            parts[0].margin,
+        )
 
     def save(self, path: Path) -> None:
         from multimnist.io import atomic_path
@@ -54,7 +77,7 @@ class Harvest:
     @classmethod
     def load(cls, path: Path) -> Harvest:
         with np.load(path) as z:
-            return cls(z["crops"], z["letters"], z["confidence"], z["images"], int(z["looked_at"]),
+            return cls(z["crops"], z["letters"], z["confidence"], z["images"], z["looked_at"],
                        int(z["margin"]))  # fmt: skip
 
 
@@ -82,7 +105,7 @@ def cut(image: np.ndarray, cy: float, cx: float, side: int, rng: np.random.Gener
 
 def harvest_fold(
     run_dir: Path, side: int, margin: int, min_confidence: float, device_name: str, batch_size: int
-) -> tuple[list[np.ndarray], list[int], list[float], list[int], np.ndarray]:
+) -> Harvest:
     """One fold's best.pt on its validation images: crops of the confident labelled letters."""
     import torch
 
@@ -134,7 +157,15 @@ def harvest_fold(
                     letters.append(letter)
                     conf.append(float(prob[k, letter]))
                     images.append(image_index)
-    return crops, letters, conf, images, looked_at
+    width = side + 2 * margin
+    return Harvest(
+        np.stack(crops) if crops else np.zeros((0, width, width), np.uint8),
+        np.asarray(letters, np.int64),
+        np.asarray(conf, np.float32),
+        np.asarray(images, np.int64),
+        looked_at,
+        margin,
+    )
 
 
 def most_confident(
@@ -168,19 +199,8 @@ def harvest(
         harvest_fold(d, side, margin, min_confidence, device_name, batch_size)
         for d in finished_folds(Path(experiments), exp)
     ]
-    crops = [c for p in parts for c in p[0]]
-    letters = np.asarray([v for p in parts for v in p[1]], np.int64)
-    confidence = np.asarray([v for p in parts for v in p[2]], np.float32)
-    keep = most_confident(letters, confidence, top_share, sum(p[4] for p in parts))
-    width = side + 2 * margin
-    found = Harvest(
-        np.stack([crops[k] for k in keep]) if len(keep) else np.zeros((0, width, width), np.uint8),
-        letters[keep],
-        confidence[keep],
-        np.asarray([v for p in parts for v in p[3]], np.int64)[keep],
-        int(sum(p[4] for p in parts).sum()),
-        margin,
-    )
+    every = Harvest.merge(parts)
+    found = every.take(most_confident(every.letters, every.confidence, top_share, every.looked_at))
     if len(found) == 0:
         raise HarvestError(
             f"harvest.exp={exp}: no labelled letter reached probability {min_confidence} in "
@@ -209,8 +229,8 @@ def harvest_grid(found: Harvest, path: Path, per_row: int = 12, rows: int = 8, s
         ax.set_title(f"{LETTERS[found.letters[k]]} {found.confidence[k]:.2f}", fontsize=7)
     counts = per_letter(found)
     fig.suptitle(
-        f"{len(found)} crops harvested of {found.looked_at} labelled letters "
-        f"({len(found) / max(found.looked_at, 1):.0%}); fewest: "
+        f"{len(found)} crops harvested of {found.scored} labelled letters "
+        f"({len(found) / max(found.scored, 1):.0%}); fewest: "
         + ", ".join(f"{LETTERS[c]} {counts[c]}" for c in np.argsort(counts)[:3]),
         fontsize=8,
     )

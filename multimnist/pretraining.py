@@ -119,7 +119,7 @@ def build_crops(cfg: DictConfig, run_dir: Path) -> tuple[GlyphCrops | MixedCrops
             "harvested %d crops of %d labelled letters in %s's training images (probability >= %.2f, "
             "the top %.0f%% of each letter; "
             "per letter %d..%d); %.0f%% of the training crops are harvested ones; see %s",
-            *(len(found), found.looked_at, h.exp, h.min_confidence, 100 * h.top_share),
+            *(len(found), found.scored, h.exp, h.min_confidence, 100 * h.top_share),
             *(counts.min(), counts.max()),
             *(100 * h.share, run_dir / HARVEST_GRID),
         )

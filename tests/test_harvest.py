@@ -41,7 +41,8 @@ def fine_tuned(tmp_path_factory, synth_root):
 def test_each_fold_harvests_its_own_validation_images_once(fine_tuned, synth_root):
     found = harvest(fine_tuned / "exp", "t", side=24, min_confidence=0.0)
     labels = load_split(DaconLayout(synth_root), "train").labels
-    assert len(found) == found.looked_at == labels.sum()  # every labelled letter of every image, once
+    assert len(found) == found.scored == labels.sum()  # every labelled letter of every image, once
+    assert (found.looked_at == labels.sum(0)).all()  # per letter
     per_image = np.bincount(found.images, minlength=len(labels))
     assert (per_image == labels.sum(1)).all()
     assert found.crops.shape[1:] == (24 + 2 * found.margin,) * 2

@@ -15,6 +15,7 @@ from multimnist.synth.glyphs import GlyphBank, load_glyphs, split_families
 
 
 def subset_or_fail(glyphs: GlyphBank, rows, side: str) -> GlyphBank:
+    """The train or test images' share of the glyphs; one line naming the key when it lacks a letter."""
     try:
         return glyphs.subset(rows)
     except DatasetError as err:
