@@ -93,14 +93,13 @@ def finished_folds(experiments: Path, exp: str) -> list[Path]:
 
 def cut(image: np.ndarray, cy: float, cx: float, side: int, rng: np.random.Generator) -> np.ndarray:
     """A side x side window of `image` centred at (cy, cx); beyond the borders, uniform noise."""
-    size = image.shape[0]
-    padded = np.pad(image, side, mode="constant")
-    noise = rng.integers(0, 256, padded.shape, dtype=np.uint8)
-    inside = np.zeros(padded.shape, bool)
-    inside[side : side + size, side : side + size] = True
-    padded = np.where(inside, padded, noise)
-    y0, x0 = int(round(cy - side / 2)) + side, int(round(cx - side / 2)) + side
-    return padded[y0 : y0 + side, x0 : x0 + side]
+    window = rng.integers(0, 256, (side, side), dtype=np.uint8)
+    y0, x0 = int(round(cy - side / 2)), int(round(cx - side / 2))
+    ya, xa = max(0, y0), max(0, x0)
+    yb, xb = min(image.shape[0], y0 + side), min(image.shape[1], x0 + side)
+    if ya < yb and xa < xb:
+        window[ya - y0 : yb - y0, xa - x0 : xb - x0] = image[ya:yb, xa:xb]
+    return window
 
 
 def harvest_fold(
