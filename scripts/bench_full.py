@@ -14,7 +14,11 @@ Recipes (glyph pretraining of multimnist_fcn on 30,000 crops per epoch, then `ex
 - `procedural+self`: the `procedural` recipe, then self-training: crops of its own training images
   where its folds find each labelled letter (multimnist.harvest), pretraining again on them mixed
   with procedural crops (from the first weights), and fine-tuning again; `procedural+self2` runs a
-  second round, harvested by the first round's folds.
+  second round, harvested by the first round's folds; `dacon7-A+self` is the same round after the
+  `dacon7-A` recipe, its harvest mixed with pool A's glyphs.
+
+A row may name a variant of the fine-tuning after `@` (DATA:RECIPE@VARIANT, VARIANTS below): its
+overrides go to every fine-tuning stage of the row and its name to the row's experiments.
 
 Each row's minutes are everything after the data: pretraining, fine-tuning, the ensemble (and for
 self-training, both rounds). Finished stages are reused with their recorded times, so re-running
@@ -41,7 +45,10 @@ from multimnist.rundir import ENSEMBLE_RECORD, FINISHED_MARK, PRETRAIN_WEIGHTS, 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDS = "0,1,2,3,4"
 DATASETS = ("procedural", "dacon7-B")
-RECIPES = ("scratch", "procedural", "dacon7-A", "procedural+self", "procedural+self2")
+RECIPES = ("scratch", "procedural", "dacon7-A", "procedural+self", "procedural+self2", "dacon7-A+self")
+VARIANTS = {  # DATA:RECIPE@VARIANT: extra fine-tuning overrides (a lever, judged against the plain row)
+    "lse": ["backbone.global_pool=lse"],  # a smooth max over the places instead of the max
+}
 DEFAULT_ROWS = (
     "procedural:scratch",
     "procedural:procedural",
@@ -134,7 +141,7 @@ class Bench:
         glyphs = self.glyph_args("A") if recipe == "dacon7-A" else []
         return self.pretraining(exp, self.budget.pretrain_epochs, [], glyphs)
 
-    def fine_tune(self, data: Path, exp: str, weights: Path | None) -> float:
+    def fine_tune(self, data: Path, exp: str, weights: Path | None, variant: str = "") -> float:
         b = self.budget
         train = ["-m", "multimnist.train", f"data.root={data}", "experiment=cpu_full", f"exp={exp}"]
         train += [
@@ -143,6 +150,7 @@ class Bench:
             "trainer.progress=false",
         ]
         train += [f"backbone.weights={weights}"] if weights else []
+        train += VARIANTS[variant] if variant else []
         ens = [
             "-m",
             "multimnist.ensemble",
@@ -156,31 +164,36 @@ class Bench:
         partial = ["ensemble.allow_partial=true"] if len(folds) < 5 else []
         return self.stage(f"fine-tune {exp}", finished, [[*train, f"fold={b.folds}", "-m"], [*ens, *partial]])
 
-    def self_train(self, first_exp: str, first_weights: Path) -> tuple[Path, float]:
-        """Harvest `first_exp`'s training images and pretrain again from `first_weights`."""
+    def self_train(self, first_exp: str, first_weights: Path, glyphs: list[str]) -> tuple[Path, float]:
+        """Harvest `first_exp`'s training images and pretrain again from `first_weights`, the harvest
+        mixed with `glyphs` (the first pretraining's source)."""
         start = [f"backbone.weights={first_weights}", f"harvest.exp={first_exp}", "optimizer.lr=1e-3"]
-        return self.pretraining(f"self_{first_exp}", self.budget.self_epochs, start, [])
+        return self.pretraining(f"self_{first_exp}", self.budget.self_epochs, start, glyphs)
 
     # --- one row -------------------------------------------------------------------------------
 
-    def row(self, dataset: str, recipe: str) -> dict:
+    def row(self, dataset: str, recipe: str, variant: str = "") -> dict:
         data = self.data(dataset)
         tag = dataset.replace("-", "")
         minutes, weights = 0.0, None
+        source, _, rounds_name = recipe.partition("+")
         if recipe != "scratch":
-            weights, seconds = self.pretrain("dacon7-A" if recipe == "dacon7-A" else "procedural")
+            weights, seconds = self.pretrain(source)
             minutes += seconds / 60
-        base = "scratch" if recipe == "scratch" else recipe.split("+")[0].replace("-", "")
-        exp = f"bench_{tag}_{base}_e{self.budget.epochs}"
-        minutes += self.fine_tune(data, exp, weights) / 60
-        rounds = {"procedural+self": 1, "procedural+self2": 2}.get(recipe, 0)
+        base = source.replace("-", "")
+        suffix = f"_{variant}" if variant else ""
+        exp = f"bench_{tag}_{base}_e{self.budget.epochs}{suffix}"
+        minutes += self.fine_tune(data, exp, weights, variant) / 60
+        rounds = {"self": 1, "self2": 2}.get(rounds_name, 0)
+        glyphs = self.glyph_args("A") if source == "dacon7-A" else []
         for k in range(1, rounds + 1):  # each round harvests from the previous round's folds
-            weights, seconds = self.self_train(exp, weights)
-            exp = f"bench_{tag}_self{k if k > 1 else ''}_e{self.budget.epochs}"
-            minutes += (seconds + self.fine_tune(data, exp, weights)) / 60
-        return self.result(dataset, recipe, exp, minutes)
+            weights, seconds = self.self_train(exp, weights, glyphs)
+            name = "self" if source == "procedural" else f"{base}self"
+            exp = f"bench_{tag}_{name}{k if k > 1 else ''}_e{self.budget.epochs}{suffix}"
+            minutes += (seconds + self.fine_tune(data, exp, weights, variant)) / 60
+        return self.result(dataset, recipe, exp, minutes, variant)
 
-    def result(self, dataset: str, recipe: str, exp: str, minutes: float) -> dict:
+    def result(self, dataset: str, recipe: str, exp: str, minutes: float, variant: str = "") -> dict:
         report = json.loads((ensemble_dir(self.experiments, exp) / ENSEMBLE_RECORD).read_text())
         auc = [
             pd.read_csv(p)["val_auc"].iloc[-1]
@@ -190,13 +203,14 @@ class Bench:
         b = self.budget
         return {
             "data": dataset,
-            "recipe": recipe,
+            "recipe": f"{recipe} + {' '.join(VARIANTS[variant])}" if variant else recipe,
             "pretraining glyphs": {
                 "scratch": "-",
                 "procedural": "procedural",
                 "dacon7-A": "dacon7 pool A",
                 "procedural+self": "procedural, then + harvested",
                 "procedural+self2": "procedural, then + harvested, twice",
+                "dacon7-A+self": "dacon7 pool A, then + harvested",
             }[recipe],
             "exp": exp,
             "folds": len(auc),
@@ -229,7 +243,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dacon7", default=None, help="mnist_data's train.csv / test.csv, or their folder")
     parser.add_argument(
-        "--rows", nargs="*", default=None, help=f"DATA:RECIPE; data {DATASETS}, recipes {RECIPES}"
+        "--rows",
+        nargs="*",
+        default=None,
+        help=f"DATA:RECIPE[@VARIANT]; data {DATASETS}, recipes {RECIPES}, variants {tuple(VARIANTS)}",
     )
     parser.add_argument("--experiments", default=str(ROOT / "experiments"))
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
@@ -244,9 +261,13 @@ def main() -> int:
     results = []
     for spec in rows:
         dataset, _, recipe = spec.partition(":")
-        if dataset not in DATASETS or recipe not in RECIPES:
-            parser.error(f"--rows {spec}: want DATA:RECIPE with data in {DATASETS} and recipe in {RECIPES}")
-        results.append(bench.row(dataset, recipe))
+        recipe, _, variant = recipe.partition("@")
+        if dataset not in DATASETS or recipe not in RECIPES or (variant and variant not in VARIANTS):
+            parser.error(
+                f"--rows {spec}: want DATA:RECIPE[@VARIANT] with data in {DATASETS}, recipe in {RECIPES}"
+                f" and variant in {tuple(VARIANTS)}"
+            )
+        results.append(bench.row(dataset, recipe, variant))
         print(table(results), flush=True)
     text = table(results)
     publish(Path(args.experiments) / "README.md", text, bench.commands)

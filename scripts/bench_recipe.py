@@ -1,6 +1,7 @@
 """A training preset against a plain 40-line loop, on the same data, side by side.
 
     python scripts/bench_recipe.py [--glyphs dacon7 --glyphs-path DIR] [--preset "experiment=cpu"]
+                                   [--layouts default apart clustered]
 
 Data: eased but realistic (2-4 letters of 64-120 px, rotation within +-15 degrees, noise and 2-5
 Hangul-like distractors; 8,000 train + 2,000 test), made with the chosen glyph source. Arms:
@@ -12,7 +13,8 @@ Hangul-like distractors; 8,000 train + 2,000 test), made with the chosen glyph s
     `python -m multimnist.train <preset> backbone.weights=... fold=0..4 -m` and the ensemble (its
     OOF-chosen decoding).
 Prints each arm's wall time, test accuracy and the share of the all-zeros->perfect gap it closes.
-A recipe is judged here on glyphs it was not shaped on: run it with both glyph sources.
+A recipe is judged here on glyphs it was not shaped on: run it with both glyph sources, and on more
+than one layout (`--layouts`, LAYOUTS below: how spread out and how overlapped the letters are).
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ EASED = [
     "compositor.size_max=120",
     "compositor.rotation=15",
 ]
+LAYOUTS = {  # where the eased letters go: the compositor's overlap and spread knobs
+    "default": [],  # the generator's: letters anywhere they fit, up to 15% of a letter's ink on earlier ink
+    "apart": ["compositor.max_overlap=0"],  # letters never cover each other's ink
+    "clustered": ["compositor.max_overlap=0.3", "compositor.spread=0.5"],  # centres in the middle quarter
+}
 
 
 def plain_net() -> nn.Module:
@@ -135,9 +142,20 @@ def main() -> int:
         action="store_true",
         help="arm (b) without the cpu preset's vgg_narrow glyph pretraining (presets with other backbones)",
     )
+    parser.add_argument(
+        "--layouts", nargs="+", default=["default"], choices=tuple(LAYOUTS), help="one pair of rows each"
+    )
     parser.add_argument("--experiments", default=str(ROOT / "experiments"))
     args = parser.parse_args()
-    data = ROOT / "data" / f"recipe_{args.glyphs}"
+    for layout in args.layouts:
+        run_layout(args, layout)
+    return 0
+
+
+def run_layout(args: argparse.Namespace, layout: str) -> None:
+    """Both arms on one layout's data (generated on first use), printed as two rows."""
+    name = f"recipe_{args.glyphs}" + ("" if layout == "default" else f"_{layout}")
+    data = ROOT / "data" / name
     if not (data / "synth.json").is_file():
         glyphs = [f"glyphs={args.glyphs}"] + ([f"glyphs.path={args.glyphs_path}"] if args.glyphs_path else [])
         synth = [
@@ -149,11 +167,11 @@ def main() -> int:
             "n_test=2000",
             "seed=5",
         ]
-        subprocess.run([*synth, *EASED, *glyphs, "progress=false"], check=True, cwd=ROOT)
+        subprocess.run([*synth, *EASED, *LAYOUTS[layout], *glyphs, "progress=false"], check=True, cwd=ROOT)
     answers = load_split(DaconLayout(data), "test").labels
     floor = float(1 - answers.mean())
     preset = shlex.split(args.preset)
-    exp = f"recipe_{args.glyphs}_" + "_".join(p.replace("=", "-").replace(".", "-") for p in preset)
+    exp = f"{name}_" + "_".join(p.replace("=", "-").replace(".", "-") for p in preset)
     exp += "_scratch" if args.no_pretrain else ""
     rows = []
     acc, oof, budget = preset_run(data, preset, Path(args.experiments), exp, not args.no_pretrain)
@@ -161,12 +179,20 @@ def main() -> int:
     rows.append((f"multimnist.train {args.preset}, {how}", acc, oof, budget))
     acc, seconds, epochs = plain_loop(data, args.loop_epochs, None if args.loop_epochs else budget)
     rows.insert(0, (f"plain loop, {epochs} epochs", acc, None, seconds))
-    print(f"data: {data.name} ({args.glyphs} glyphs, 2-4 letters, 64-120 px, +-15 deg), floor {floor:.4f}")
+    knobs = " ".join(k.removeprefix("compositor.") for k in LAYOUTS[layout]) or "max_overlap=0.15 spread=1"
+    print(
+        f"data: {data.name} ({args.glyphs} glyphs, 2-4 letters, 64-120 px, +-15 deg;"
+        f" layout {layout}: {knobs}),"
+        f" floor {floor:.4f}",
+        flush=True,
+    )
     for name, acc, oof, seconds in rows:
         gap = (acc - floor) / (1 - floor)
         oof_text = f", OOF {oof:.4f}" if oof is not None else ""
-        print(f"  {name:<60} {seconds / 60:5.1f} min  test {acc:.4f}{oof_text}  gap closed {gap:.1%}")
-    return 0
+        print(
+            f"  {name:<60} {seconds / 60:5.1f} min  test {acc:.4f}{oof_text}  gap closed {gap:.1%}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -76,6 +76,41 @@ def test_letter_that_cannot_be_placed_is_not_labelled(bank):
     assert not set(out.letters) & set(out.dropped) and len(out.glyph_ids) == len(out.letters)
 
 
+def test_spread_keeps_letters_in_the_central_box(bank):
+    """compositor.spread=0.3: every letter's centre lies in the central 30% of the image, so all ink does
+    within half a letter of it; spread=1 draws the same letters all over the image."""
+
+    def ink_extent(spread: float) -> tuple[int, int]:
+        cfg = CompositorConfig(
+            image_size=128,
+            letters_min=8,
+            letters_max=8,
+            size_min=10,
+            size_max=12,
+            max_overlap=1.0,
+            spread=spread,
+            distractors_min=0,
+            distractors_max=0,
+            noise=False,
+        )
+        lows, highs = [], []
+        for seed in range(6):
+            ys, xs = np.nonzero(
+                Compositor(cfg, bank, distractor_bank(0)).compose(np.random.default_rng(seed)).image
+            )
+            lows.append(min(ys.min(), xs.min()))
+            highs.append(max(ys.max(), xs.max()))
+        return min(lows), max(highs)
+
+    low, high = ink_extent(0.3)
+    half_letter = 12  # a 12 px glyph rotated any way stays within 9 px of its centre; 12 with stretch
+    assert low >= 128 * 0.35 - half_letter and high <= 128 * 0.65 + half_letter
+    low, high = ink_extent(1.0)
+    assert low < 128 * 0.35 - half_letter and high > 128 * 0.65 + half_letter
+    with pytest.raises(ValueError, match="spread"):
+        CompositorConfig(spread=0)
+
+
 def test_letters_are_drawn_where_labelled(bank):
     """On a black background every labelled letter leaves ink (faint ones saturate only over noise)."""
     cfg = CompositorConfig(noise=False, distractors_min=0, distractors_max=0, letters_min=1, letters_max=1)

@@ -91,7 +91,12 @@ class Compositor:
         return patch[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
     def _place(
-        self, canvas: np.ndarray, occupied: np.ndarray, patch: np.ndarray, rng: np.random.Generator
+        self,
+        canvas: np.ndarray,
+        occupied: np.ndarray,
+        patch: np.ndarray,
+        rng: np.random.Generator,
+        spread: float = 1.0,
     ) -> bool:
         size = canvas.shape[0]
         h, w = patch.shape
@@ -99,8 +104,14 @@ class Compositor:
             return False
         mask = patch >= 128
         area = max(1, int(mask.sum()))
+        # top-left corners: anywhere the patch fits, or (spread < 1) where its centre is in the central box
+        ys, xs = (0, size - h), (0, size - w)
+        if spread < 1:
+            lo, hi = size * (1 - spread) / 2, size * (1 + spread) / 2
+            ys = (min(max(0, int(lo - h / 2)), size - h), max(0, min(size - h, int(hi - h / 2))))
+            xs = (min(max(0, int(lo - w / 2)), size - w), max(0, min(size - w, int(hi - w / 2))))
         for _ in range(self.cfg.placement_tries):
-            y, x = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
+            y, x = int(rng.integers(ys[0], ys[1] + 1)), int(rng.integers(xs[0], xs[1] + 1))
             region = occupied[y : y + h, x : x + w]
             if (region & mask).sum() <= self.cfg.max_overlap * area:
                 target = canvas[y : y + h, x : x + w]
@@ -124,7 +135,7 @@ class Compositor:
             NUM_CLASSES, size=k, replace=False
         ).tolist():  # random order: no letter favoured
             row = int(rng.choice(pools[letter]))
-            if self._place(canvas, occupied, self.patch(self.glyphs.images[row], rng), rng):
+            if self._place(canvas, occupied, self.patch(self.glyphs.images[row], rng), rng, cfg.spread):
                 out.letters.append(letter)
                 out.glyph_ids.append(int(self.glyphs.ids[row]))
             else:

@@ -24,6 +24,8 @@ class CompositorConfig:
     ink_gain_min: float = 0.5  # glyph ink x gain (uniform per mark), clipped at 255: low gains leave
     ink_gain_max: float = 1.8  # speckled strokes where noise shows through, as in real images
     max_overlap: float = 0.15  # share of a new mark's ink allowed on ink already drawn
+    spread: float = 1.0  # letters' centres lie in the central `spread` x `spread` share of the image
+    # (1: anywhere a letter fits; smaller clusters them); distractors go anywhere
     placement_tries: int = 40  # random positions tried before a letter is dropped (and not labelled)
     distractors_min: int = 2  # Hangul-like marks per image (never labelled)
     distractors_max: int = 5
@@ -45,6 +47,7 @@ class CompositorConfig:
                 "need 0 <= distractors_min <= distractors_max",
             ),
             (0 <= self.max_overlap <= 1, "max_overlap must be in [0, 1]"),
+            (0 < self.spread <= 1, "spread must be in (0, 1]"),
             (0 <= self.stretch < 1, "stretch must be in [0, 1)"),
             (self.thickness_min <= self.thickness_max, "need thickness_min <= thickness_max"),
             (
