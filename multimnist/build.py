@@ -24,8 +24,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from multimnist.data.augment import build_pipeline
 from multimnist.data.cache import cached_images
-from multimnist.data.dacon import DaconLayout, load_split
-from multimnist.data.dataset import DaconImages
+from multimnist.data.dacon import DaconLayout, load_split, pseudo_labelled
+from multimnist.data.dataset import ConcatImages, DaconImages
 from multimnist.data.folds import folds_filename, load_or_make_folds
 from multimnist.engine import Batching, TrainStep, resolve_device, resolve_precision
 from multimnist.gpus import claim_slot
@@ -101,9 +101,12 @@ def build_datasets(
     augment: list | None = None,
     seed: int = 0,
     progress: bool = False,
-) -> tuple[DaconImages, DaconImages, DaconImages]:
+    pseudo_labels: str | Path | None = None,
+) -> tuple[DaconImages | ConcatImages, DaconImages, DaconImages]:
     """Train (augmented), validation and test datasets of one fold: validated splits, folds written
-    once per dataset (`folds`: n_splits, seed, method), images decoded once into the cache."""
+    once per dataset (`folds`: n_splits, seed, method), images decoded once into the cache.
+    `pseudo_labels` (an `index,a..z` CSV over test ids): those test images, so labelled, join the
+    training images (augmented alike), never the validation images."""
     layout_ = DaconLayout.from_mapping(layout)
     train_split, test_split = load_split(layout_, "train"), load_split(layout_, "test")
     cache_path = cache_place(layout_.root, cache, cache_dir)
@@ -134,6 +137,23 @@ def build_datasets(
         train_split, images=images["train"], rows=np.flatnonzero(assignment == fold), **common
     )
     test_ds = DaconImages(test_split, images=images["test"], **common)
+    if pseudo_labels is not None:
+        pseudo, rows = pseudo_labelled(test_split, pseudo_labels)
+        extra = DaconImages(
+            pseudo,
+            images=images["test"],
+            transform=build_pipeline(augment or []),
+            rows=rows,
+            seed=seed,
+            **common,
+        )
+        log.info(
+            "%d training images + %d pseudo-labelled test images (%s)",
+            len(train_ds),
+            len(rows),
+            pseudo_labels,
+        )
+        train_ds = ConcatImages([train_ds, extra])
     return train_ds, val_ds, test_ds
 
 

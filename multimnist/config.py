@@ -120,6 +120,7 @@ class DataConfig:
     cache: bool = True
     cache_dir: str | None = _path(None)
     folds: FoldsConfig = field(default_factory=FoldsConfig)
+    pseudo_labels: str | None = _path(None)  # an index,a..z CSV of test ids added to every fold's training
 
 
 @dataclass
@@ -503,7 +504,9 @@ def run_dir_of(cfg: DictConfig) -> Path:
 def dataset_args(cfg: DictConfig) -> dict:
     d = cfg.data
     return {
-        "layout": {k: v for k, v in d.items() if k not in ("denoise", "cache", "cache_dir", "folds")},
+        "layout": {
+            k: v for k, v in d.items() if k not in ("denoise", "cache", "cache_dir", "folds", "pseudo_labels")
+        },
         "fold": cfg.fold,
         "folds": dict(d.folds),
         "img_size": cfg.backbone.img_size,
@@ -513,6 +516,7 @@ def dataset_args(cfg: DictConfig) -> dict:
         "augment": OmegaConf.to_container(cfg.augmentation.steps, resolve=True),
         "seed": cfg.trainer.seed,
         "progress": cfg.trainer.progress,
+        "pseudo_labels": d.pseudo_labels,
     }
 
 

@@ -48,7 +48,7 @@ from multimnist.config import (
 )
 from multimnist.data.augment import DEVICE_STEPS, BatchFlips, batch_flips
 from multimnist.data.dacon import DaconLayout
-from multimnist.data.dataset import DaconImages
+from multimnist.data.dataset import ConcatImages, DaconImages
 from multimnist.data.fingerprint import dataset_fingerprint
 from multimnist.distributed import Distributed, EpochSampler
 from multimnist.engine import EpochResult, TrainStep, end_of_epoch, evaluate, predict, train_one_epoch
@@ -108,7 +108,7 @@ class Fold:
     cfg: DictConfig
     run_dir: Path
     dist: Distributed
-    train_ds: DaconImages
+    train_ds: DaconImages | ConcatImages
     sampler: EpochSampler
     train_loader: DataLoader
     val_loader: DataLoader

@@ -15,7 +15,11 @@ Recipes (glyph pretraining of multimnist_fcn on 30,000 crops per epoch, then `ex
   where its folds find each labelled letter (multimnist.harvest), pretraining again on them mixed
   with procedural crops (from the first weights), and fine-tuning again; `procedural+self2` runs a
   second round, harvested by the first round's folds; `dacon7-A+self` is the same round after the
-  `dacon7-A` recipe, its harvest mixed with pool A's glyphs.
+  `dacon7-A` recipe, its harvest mixed with pool A's glyphs;
+- `...+pseudo`: then a pseudo-labelling round: the same weights fine-tuned again, 5 folds, with the
+  last ensemble's test predictions (its submission.csv) as labels of the test images added to every
+  fold's training images (`data.pseudo_labels`). Its test score is transductive: the model has seen
+  the test images (never their answers); the OOF is still on labelled images alone.
 
 A row may name a variant of the fine-tuning after `@` (DATA:RECIPE@VARIANT, VARIANTS below): its
 overrides go to every fine-tuning stage of the row and its name to the row's experiments.
@@ -45,7 +49,18 @@ from multimnist.rundir import ENSEMBLE_RECORD, FINISHED_MARK, PRETRAIN_WEIGHTS, 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDS = "0,1,2,3,4"
 DATASETS = ("procedural", "dacon7-B")
-RECIPES = ("scratch", "procedural", "dacon7-A", "procedural+self", "procedural+self2", "dacon7-A+self")
+RECIPES = (  # a pretraining source, then optional rounds: self-training (once or twice), pseudo-labels
+    "scratch",
+    "procedural",
+    "dacon7-A",
+    "procedural+self",
+    "procedural+self2",
+    "dacon7-A+self",
+    "procedural+pseudo",
+    "dacon7-A+pseudo",
+    "procedural+self+pseudo",
+    "dacon7-A+self+pseudo",
+)
 VARIANTS = {  # DATA:RECIPE@VARIANT: extra fine-tuning overrides (a lever, judged against the plain row)
     "lse": ["backbone.global_pool=lse"],  # a smooth max over the places instead of the max
 }
@@ -141,7 +156,9 @@ class Bench:
         glyphs = self.glyph_args("A") if recipe == "dacon7-A" else []
         return self.pretraining(exp, self.budget.pretrain_epochs, [], glyphs)
 
-    def fine_tune(self, data: Path, exp: str, weights: Path | None, variant: str = "") -> float:
+    def fine_tune(
+        self, data: Path, exp: str, weights: Path | None, variant: str = "", extra: tuple | list = ()
+    ) -> float:
         b = self.budget
         train = ["-m", "multimnist.train", f"data.root={data}", "experiment=cpu_full", f"exp={exp}"]
         train += [
@@ -150,7 +167,7 @@ class Bench:
             "trainer.progress=false",
         ]
         train += [f"backbone.weights={weights}"] if weights else []
-        train += VARIANTS[variant] if variant else []
+        train += [*(VARIANTS[variant] if variant else []), *extra]
         ens = [
             "-m",
             "multimnist.ensemble",
@@ -176,7 +193,7 @@ class Bench:
         data = self.data(dataset)
         tag = dataset.replace("-", "")
         minutes, weights = 0.0, None
-        source, _, rounds_name = recipe.partition("+")
+        source, *rounds = recipe.split("+")
         if recipe != "scratch":
             weights, seconds = self.pretrain(source)
             minutes += seconds / 60
@@ -184,13 +201,17 @@ class Bench:
         suffix = f"_{variant}" if variant else ""
         exp = f"bench_{tag}_{base}_e{self.budget.epochs}{suffix}"
         minutes += self.fine_tune(data, exp, weights, variant) / 60
-        rounds = {"self": 1, "self2": 2}.get(rounds_name, 0)
+        self_rounds = 2 if "self2" in rounds else 1 if "self" in rounds else 0
         glyphs = self.glyph_args("A") if source == "dacon7-A" else []
-        for k in range(1, rounds + 1):  # each round harvests from the previous round's folds
+        for k in range(1, self_rounds + 1):  # each round harvests from the previous round's folds
             weights, seconds = self.self_train(exp, weights, glyphs)
             name = "self" if source == "procedural" else f"{base}self"
             exp = f"bench_{tag}_{name}{k if k > 1 else ''}_e{self.budget.epochs}{suffix}"
             minutes += (seconds + self.fine_tune(data, exp, weights, variant)) / 60
+        if "pseudo" in rounds:  # the same weights again, the last ensemble's test predictions added
+            labels = ensemble_dir(self.experiments, exp) / "submission.csv"
+            exp = exp.replace(f"_e{self.budget.epochs}", f"pseudo_e{self.budget.epochs}", 1)
+            minutes += self.fine_tune(data, exp, weights, variant, [f"data.pseudo_labels={labels}"]) / 60
         return self.result(dataset, recipe, exp, minutes, variant)
 
     def result(self, dataset: str, recipe: str, exp: str, minutes: float, variant: str = "") -> dict:
@@ -204,14 +225,7 @@ class Bench:
         return {
             "data": dataset,
             "recipe": f"{recipe} + {' '.join(VARIANTS[variant])}" if variant else recipe,
-            "pretraining glyphs": {
-                "scratch": "-",
-                "procedural": "procedural",
-                "dacon7-A": "dacon7 pool A",
-                "procedural+self": "procedural, then + harvested",
-                "procedural+self2": "procedural, then + harvested, twice",
-                "dacon7-A+self": "dacon7 pool A, then + harvested",
-            }[recipe],
+            "pretraining glyphs": pretraining_glyphs(recipe),
             "exp": exp,
             "folds": len(auc),
             "epochs": b.epochs,
@@ -222,6 +236,14 @@ class Bench:
             "gap": (acc - floor) / (1 - floor),
             "auc": sum(auc) / len(auc),
         }
+
+
+def pretraining_glyphs(recipe: str) -> str:
+    source, *rounds = recipe.split("+")
+    text = {"scratch": "-", "procedural": "procedural", "dacon7-A": "dacon7 pool A"}[source]
+    if "self" in rounds or "self2" in rounds:
+        text += ", then + harvested" + (", twice" if "self2" in rounds else "")
+    return text
 
 
 def table(rows: list[dict]) -> str:

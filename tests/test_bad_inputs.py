@@ -261,7 +261,20 @@ CASES: list[tuple[str, str, Callable[[World], list[str]], tuple[str, ...]]] = [
     ("other data at the same path", "train", _regenerated_data, ("other data", "label CSVs differ")),
     ("image cut short, found in a worker", "train", _png_cut_short, ("00005.png", "cannot be decoded")),
     ("template lists fewer test ids", "train", _template_short, ("sample_submission.csv", "not listed")),
+    (
+        "pseudo-labels on a training id",
+        "train",
+        lambda w: _pseudo_labels_on_a_train_id(w),
+        ("pseudo_train_id.csv", "index 5"),
+    ),
 ]
+
+
+def _pseudo_labels_on_a_train_id(w: World) -> list[str]:
+    """Pseudo-labels must label test images: a CSV holding a training id is refused."""
+    csv = w.root / "pseudo_train_id.csv"
+    csv.write_text("index," + ",".join("abcdefghijklmnopqrstuvwxyz") + "\n5," + ",".join(["0"] * 26) + "\n")
+    return w.train_args("pseudo_bad", f"data.pseudo_labels={csv}")
 
 
 def _cut_metrics(run: Path) -> None:

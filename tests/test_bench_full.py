@@ -77,3 +77,27 @@ def test_a_self_training_row_on_pool_a_with_a_variant_runs_the_stages_it_names(t
     assert "backbone.weights=" + str(tmp_path / "exp" / "self_bench_dacon7B_dacon7A_e5_lse") in " ".join(
         tunes[1]
     )
+
+
+def test_a_pseudo_label_round_trains_on_the_last_ensembles_predictions(tmp_path, monkeypatch):
+    bf = bench_module()
+    bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget())
+    stages = []
+    monkeypatch.setattr(bench, "stage", lambda key, done, cmds: stages.append((key, cmds)) or 60.0)
+    monkeypatch.setattr(bench, "result", lambda dataset, recipe, exp, minutes, variant: (exp, minutes))
+    exp, minutes = bench.row("procedural", "procedural+self+pseudo")
+    assert [key for key, _ in stages][-2:] == [
+        "fine-tune bench_procedural_self_e5",
+        "fine-tune bench_procedural_selfpseudo_e5",
+    ]
+    assert exp == "bench_procedural_selfpseudo_e5" and minutes == 5.0
+    pseudo = stages[-1][1][0]
+    assert (
+        f"data.pseudo_labels={tmp_path / 'exp' / 'bench_procedural_self_e5' / 'ensemble' / 'submission.csv'}"
+        in pseudo
+    )
+    weights = [a for a in pseudo if a.startswith("backbone.weights=")]
+    assert weights == [
+        f"backbone.weights={tmp_path / 'exp' / 'self_bench_procedural_procedural_e5' / 'pretrain' / 'weights.pt'}"
+    ]
+    assert bf.pretraining_glyphs("dacon7-A+self2") == "dacon7 pool A, then + harvested, twice"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import cv2
@@ -236,3 +236,19 @@ def preprocess(img: np.ndarray, img_size: int | None = None, denoise: bool = Fal
         interp = cv2.INTER_AREA if img_size < img.shape[0] else cv2.INTER_LINEAR
         img = cv2.resize(img, (img_size, img_size), interpolation=interp)
     return img
+
+
+def pseudo_labelled(test: Split, path: Path | str) -> tuple[Split, np.ndarray]:
+    """The test split labelled by a predictions CSV (`index,a..z` 0/1 over test ids, e.g. an ensemble's
+    submission.csv) instead of its answers, and the rows the CSV labels. Raises `DatasetError` naming
+    the file and the first id that is not a test image."""
+    frame = read_label_csv(path)
+    rows = pd.Index(test.indices).get_indexer(frame.index)
+    if (rows < 0).any():
+        bad = int(frame.index[rows < 0][0])
+        raise DatasetError(
+            f"{path}: index {bad} is not a test image of this dataset (pseudo-labels label test ids)"
+        )
+    labels = np.zeros((len(test), len(LETTERS)), np.uint8)
+    labels[rows] = frame.to_numpy()
+    return replace(test, name="pseudo", labels=labels), rows

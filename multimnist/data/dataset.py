@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from multimnist.data.dacon import Split, decode_gray, preprocess
 from multimnist.labels import LETTERS
@@ -95,3 +95,23 @@ class DaconImages(Dataset):
         else:
             y = torch.from_numpy(self.split.labels[row].astype(np.float32))
         return x, y, int(self.split.indices[row])
+
+
+class ConcatImages(ConcatDataset):
+    """Several `DaconImages` as one training set (a fold's images and pseudo-labelled test images):
+    `set_epoch` reaches each, and a batch is read with each part's own `__getitems__`."""
+
+    def set_epoch(self, epoch: int) -> None:
+        for ds in self.datasets:
+            ds.set_epoch(epoch)
+
+    def __getitems__(self, items: list[int]) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+        part = np.searchsorted(self.cumulative_sizes, items, side="right")
+        out: list = [None] * len(items)
+        for k, ds in enumerate(self.datasets):
+            where = np.flatnonzero(part == k).tolist()
+            start = self.cumulative_sizes[k - 1] if k else 0
+            if where:
+                for j, item in zip(where, ds.__getitems__([items[j] - start for j in where]), strict=True):
+                    out[j] = item
+        return out
