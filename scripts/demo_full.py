@@ -7,14 +7,15 @@ user submits it: 5 folds and their ensemble.
    has; --recipe dacon7-A pretrains on the other half of the competition's glyphs instead);
 3. fine-tune 5 folds with `experiment=cpu_full backbone.weights=<pretrained>`;
 4. ensemble them and score against the generator's test answers;
-5. with --recipe procedural+self, self-training: harvest crops of the training images where the
-   folds find each letter, pretrain again on them, fine-tune and ensemble again.
+5. with --recipe ...+self, self-training: harvest crops of the training images where the folds find
+   each letter, pretrain again on them, fine-tune and ensemble again; with ...+pseudo, fine-tune
+   again with the test images labelled by the last ensemble (data.pseudo_labels) added.
 
 Prints the share of the all-zeros->perfect gap closed on the test set, the OOF estimate beside it,
 macro ROC-AUC and the minutes; the stages are scripts/bench_full.py's (which runs every recipe side by
 side), so a finished demo is a row of that benchmark and re-running reuses finished stages.
 
-    python scripts/demo_full.py [--dacon7 mnist_data/] [--recipe procedural|procedural+self|dacon7-A|scratch]
+    python scripts/demo_full.py [--dacon7 mnist_data/] [--recipe procedural|procedural+self|dacon7-A|...]
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def main() -> int:
     for name, value in vars(Budget()).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     args = parser.parse_args()
-    if args.recipe == "dacon7-A" and not args.dacon7:
+    if args.recipe.startswith("dacon7-A") and not args.dacon7:
         parser.error("--recipe dacon7-A pretrains on the competition's glyphs: give --dacon7 FILE_OR_DIR")
     budget = Budget(**{k: getattr(args, k) for k in vars(Budget())})
     bench = Bench(Path(args.experiments), Path(args.data_dir), budget, args.dacon7)

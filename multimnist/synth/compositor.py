@@ -32,6 +32,16 @@ class Composition:
     dropped: list[int] = field(default_factory=list)  # classes chosen but not placeable (not labelled)
 
 
+def _corners(size: int, extent: int, spread: float) -> tuple[int, int]:
+    """First and last top-left coordinate of a mark `extent` pixels long on a `size`-pixel canvas:
+    anywhere it fits, or (spread < 1) where its centre lies in the central `spread` share."""
+    last = size - extent
+    if spread >= 1:
+        return 0, last
+    lo, hi = size * (1 - spread) / 2 - extent / 2, size * (1 + spread) / 2 - extent / 2
+    return min(max(0, int(lo)), last), max(0, min(last, int(hi)))
+
+
 class Compositor:
     """Draws images from a glyph bank; `compose(rng)` is deterministic given the generator state."""
 
@@ -104,12 +114,7 @@ class Compositor:
             return False
         mask = patch >= 128
         area = max(1, int(mask.sum()))
-        # top-left corners: anywhere the patch fits, or (spread < 1) where its centre is in the central box
-        ys, xs = (0, size - h), (0, size - w)
-        if spread < 1:
-            lo, hi = size * (1 - spread) / 2, size * (1 + spread) / 2
-            ys = (min(max(0, int(lo - h / 2)), size - h), max(0, min(size - h, int(hi - h / 2))))
-            xs = (min(max(0, int(lo - w / 2)), size - w), max(0, min(size - w, int(hi - w / 2))))
+        ys, xs = _corners(size, h, spread), _corners(size, w, spread)
         for _ in range(self.cfg.placement_tries):
             y, x = int(rng.integers(ys[0], ys[1] + 1)), int(rng.integers(xs[0], xs[1] + 1))
             region = occupied[y : y + h, x : x + w]
