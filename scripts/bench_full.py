@@ -62,7 +62,7 @@ RECIPES = (  # a pretraining source, then optional rounds: self-training (once o
     "dacon7-A+self+pseudo",
 )
 VARIANTS = {  # DATA:RECIPE@VARIANT: extra fine-tuning overrides (a lever, judged against the plain row)
-    "lse": ["backbone.global_pool=lse"],  # a smooth max over the places instead of the max
+    "max": ["backbone.global_pool=max"],  # cpu_full's head before 2026-12-01: each letter's best place
 }
 DEFAULT_ROWS = (
     "procedural:scratch",

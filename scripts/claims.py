@@ -89,7 +89,12 @@ EASY = Benchmark(
 )
 FULL = Benchmark(
     data="data/full_procedural",
-    base=["experiment=cpu_full", "trainer.epochs=4", f"backbone.weights={FULL_WEIGHTS}"],
+    base=[  # measured with cpu_full's max head of then (cpu_full pools by lse since 2026-12-01)
+        "experiment=cpu_full",
+        "backbone.global_pool=max",
+        "trainer.epochs=4",
+        f"backbone.weights={FULL_WEIGHTS}",
+    ],
     variants={
         "claims_full": [],
         "claims_full_no_aug": ["augmentation=none"],

@@ -51,30 +51,30 @@ def test_shown_commands_name_the_glyph_folder_as_a_user_writes_it(tmp_path):
 
 
 def test_a_self_training_row_on_pool_a_with_a_variant_runs_the_stages_it_names(tmp_path, monkeypatch):
-    """dacon7-B:dacon7-A+self@lse: pretraining and the self-training round both on pool A's glyphs, the
+    """dacon7-B:dacon7-A+self@max: pretraining and the self-training round both on pool A's glyphs, the
     round harvesting the first fine-tune, and the variant's override in both fine-tunes."""
     bf = bench_module()
     bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget(), dacon7=str(tmp_path / "mnist_data"))
     stages = []
     monkeypatch.setattr(bench, "stage", lambda key, done, cmds: stages.append((key, cmds)) or 60.0)
     monkeypatch.setattr(bench, "result", lambda dataset, recipe, exp, minutes, variant: (exp, minutes))
-    exp, minutes = bench.row("dacon7-B", "dacon7-A+self", "lse")
+    exp, minutes = bench.row("dacon7-B", "dacon7-A+self", "max")
     keys = [key for key, _ in stages]
     assert keys == [
         "data dacon7-B",
         "pretrain glyphs_fcn_e30_dacon7A",
-        "fine-tune bench_dacon7B_dacon7A_e5_lse",
-        "pretrain self_bench_dacon7B_dacon7A_e5_lse",
-        "fine-tune bench_dacon7B_dacon7Aself_e5_lse",
+        "fine-tune bench_dacon7B_dacon7A_e5_max",
+        "pretrain self_bench_dacon7B_dacon7A_e5_max",
+        "fine-tune bench_dacon7B_dacon7Aself_e5_max",
     ]
-    assert exp == "bench_dacon7B_dacon7Aself_e5_lse" and minutes == 4.0  # every stage after the data
+    assert exp == "bench_dacon7B_dacon7Aself_e5_max" and minutes == 4.0  # every stage after the data
     pretrains = [cmds[0] for key, cmds in stages if key.startswith("pretrain")]
     assert all("glyphs.pool=A" in cmd for cmd in pretrains)
-    assert "harvest.exp=bench_dacon7B_dacon7A_e5_lse" in pretrains[1]
+    assert "harvest.exp=bench_dacon7B_dacon7A_e5_max" in pretrains[1]
     assert any(a.startswith("backbone.weights=") and "glyphs_fcn_e30_dacon7A" in a for a in pretrains[1])
     tunes = [cmds[0] for key, cmds in stages if key.startswith("fine-tune")]
-    assert all("backbone.global_pool=lse" in cmd for cmd in tunes)
-    assert "backbone.weights=" + str(tmp_path / "exp" / "self_bench_dacon7B_dacon7A_e5_lse") in " ".join(
+    assert all("backbone.global_pool=max" in cmd for cmd in tunes)
+    assert "backbone.weights=" + str(tmp_path / "exp" / "self_bench_dacon7B_dacon7A_e5_max") in " ".join(
         tunes[1]
     )
 
@@ -97,7 +97,6 @@ def test_a_pseudo_label_round_trains_on_the_last_ensembles_predictions(tmp_path,
         in pseudo
     )
     weights = [a for a in pseudo if a.startswith("backbone.weights=")]
-    assert weights == [
-        f"backbone.weights={tmp_path / 'exp' / 'self_bench_procedural_procedural_e5' / 'pretrain' / 'weights.pt'}"
-    ]
+    first_round = tmp_path / "exp" / "self_bench_procedural_procedural_e5" / "pretrain" / "weights.pt"
+    assert weights == [f"backbone.weights={first_round}"]
     assert bf.pretraining_glyphs("dacon7-A+self2") == "dacon7 pool A, then + harvested, twice"
