@@ -71,6 +71,7 @@ DEFAULT_ROWS = (
     "dacon7-B:procedural",
     "dacon7-B:procedural+self",
     "dacon7-B:dacon7-A",
+    "dacon7-B:dacon7-A+self",
 )
 
 
