@@ -62,7 +62,7 @@ def repredict(run: FoldRun, tta_views: int | None) -> FoldRun:
         cfg.trainer.tta_views = tta_views
     t = cfg.trainer
     model, batching, precision = fold_model(run.path, **inference_args(cfg), device_name=t.device)
-    _, val_ds, test_ds = build_datasets(**dataset_args(cfg))
+    _, val_ds, test_ds = build_datasets(**dataset_args(cfg) | {"pseudo_labels": None})  # no training set
     (oof, oof_index, _), (test, _, _) = (
         predict(
             model,

@@ -139,6 +139,7 @@ ADDED_KEYS = {
     "trainer.device_augment": "auto",
     "backbone.pretrained_file": None,
     "backbone.normalize": False,
+    "data.pseudo_labels": None,
 }
 
 

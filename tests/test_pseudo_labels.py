@@ -64,3 +64,18 @@ def test_pseudo_labels_of_an_unknown_id_name_the_file_and_the_id(synth_root, tmp
         build_datasets(
             **dataset_args(fold_cfg(synth_root, tmp_path, f"data.pseudo_labels={tmp_path / 'pseudo.csv'}"))
         )
+
+
+def test_a_run_stored_before_pseudo_labels_reads_as_without_them(synth_root, tmp_path):
+    """Runs written before the key existed (the ensemble re-predicts from their stored config)."""
+    from omegaconf import OmegaConf
+
+    from multimnist.rundir import CONFIG, read_config
+
+    cfg = OmegaConf.to_container(fold_cfg(synth_root, tmp_path), resolve=True)
+    del cfg["data"]["pseudo_labels"]
+    (tmp_path / CONFIG).parent.mkdir(parents=True)
+    (tmp_path / CONFIG).write_text(OmegaConf.to_yaml(cfg))
+    stored = read_config(tmp_path)
+    assert stored["data"]["pseudo_labels"] is None
+    assert dataset_args(OmegaConf.create(stored))["pseudo_labels"] is None
