@@ -10,6 +10,8 @@ Recipes (glyph pretraining of multimnist_fcn on 30,000 crops per epoch, then `ex
 5 folds, then the ensemble):
 - `scratch`: no pretraining, the baseline;
 - `procedural`: pretraining on procedural glyphs (what every user has);
+- `handdrawn`: pretraining on the same fonts redrawn stroke by stroke (`glyphs=handdrawn`: bent
+  strokes, a pen of drifting width and ink), also needing no files;
 - `dacon7-A`: pretraining on pool A of the competition's glyphs (no glyph of the data's);
 - `procedural+self`: the `procedural` recipe, then self-training: crops of its own training images
   where its folds find each labelled letter (multimnist.harvest), pretraining again on them mixed
@@ -52,8 +54,10 @@ DATASETS = ("procedural", "dacon7-B")
 RECIPES = (  # a pretraining source, then optional rounds: self-training (once or twice), pseudo-labels
     "scratch",
     "procedural",
+    "handdrawn",
     "dacon7-A",
     "procedural+self",
+    "handdrawn+self",
     "procedural+self2",
     "dacon7-A+self",
     "procedural+pseudo",
@@ -152,10 +156,16 @@ class Bench:
         weights = pretrain_dir(self.experiments, exp) / PRETRAIN_WEIGHTS
         return weights, self.stage(f"pretrain {exp}", weights.is_file(), [cmd])
 
-    def pretrain(self, recipe: str) -> tuple[Path, float]:
-        exp = f"glyphs_fcn_e{self.budget.pretrain_epochs}" + ("_dacon7A" if recipe == "dacon7-A" else "")
-        glyphs = self.glyph_args("A") if recipe == "dacon7-A" else []
-        return self.pretraining(exp, self.budget.pretrain_epochs, [], glyphs)
+    def source_glyphs(self, source: str) -> list[str]:
+        """The pretraining overrides of a recipe's glyph source."""
+        if source == "dacon7-A":
+            return self.glyph_args("A")
+        return {"procedural": [], "handdrawn": ["glyphs=handdrawn"]}[source]
+
+    def pretrain(self, source: str) -> tuple[Path, float]:
+        tag = {"procedural": "", "handdrawn": "_handdrawn", "dacon7-A": "_dacon7A"}[source]
+        exp = f"glyphs_fcn_e{self.budget.pretrain_epochs}{tag}"
+        return self.pretraining(exp, self.budget.pretrain_epochs, [], self.source_glyphs(source))
 
     def fine_tune(
         self, data: Path, exp: str, weights: Path | None, variant: str = "", extra: tuple | list = ()
@@ -203,7 +213,7 @@ class Bench:
         exp = f"bench_{tag}_{base}_e{self.budget.epochs}{suffix}"
         minutes += self.fine_tune(data, exp, weights, variant) / 60
         self_rounds = 2 if "self2" in rounds else 1 if "self" in rounds else 0
-        glyphs = self.glyph_args("A") if source == "dacon7-A" else []
+        glyphs = self.source_glyphs(source) if self_rounds else []
         for k in range(1, self_rounds + 1):  # each round harvests from the previous round's folds
             weights, seconds = self.self_train(exp, weights, glyphs)
             name = "self" if source == "procedural" else f"{base}self"
@@ -241,7 +251,12 @@ class Bench:
 
 def pretraining_glyphs(recipe: str) -> str:
     source, *rounds = recipe.split("+")
-    text = {"scratch": "-", "procedural": "procedural", "dacon7-A": "dacon7 pool A"}[source]
+    text = {
+        "scratch": "-",
+        "procedural": "procedural",
+        "handdrawn": "procedural, redrawn by hand",
+        "dacon7-A": "dacon7 pool A",
+    }[source]
     if "self" in rounds or "self2" in rounds:
         text += ", then + harvested" + (", twice" if "self2" in rounds else "")
     return text

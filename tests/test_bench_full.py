@@ -100,3 +100,20 @@ def test_a_pseudo_label_round_trains_on_the_last_ensembles_predictions(tmp_path,
     first_round = tmp_path / "exp" / "self_bench_procedural_procedural_e5" / "pretrain" / "weights.pt"
     assert weights == [f"backbone.weights={first_round}"]
     assert bf.pretraining_glyphs("dacon7-A+self2") == "dacon7 pool A, then + harvested, twice"
+
+
+def test_a_handdrawn_row_pretrains_on_the_redrawn_fonts_and_needs_no_glyph_files(tmp_path, monkeypatch):
+    bf = bench_module()
+    bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget())  # no --dacon7
+    stages = []
+    monkeypatch.setattr(bench, "stage", lambda key, done, cmds: stages.append((key, cmds)) or 60.0)
+    monkeypatch.setattr(bench, "result", lambda dataset, recipe, exp, minutes, variant: (exp, minutes))
+    exp, _ = bench.row("procedural", "handdrawn+self")
+    pretrains = {key: cmds[0] for key, cmds in stages if key.startswith("pretrain")}
+    assert list(pretrains) == [
+        "pretrain glyphs_fcn_e30_handdrawn",
+        "pretrain self_bench_procedural_handdrawn_e5",
+    ]
+    assert all("glyphs=handdrawn" in cmd for cmd in pretrains.values())  # the harvest mixed with them too
+    assert exp == "bench_procedural_handdrawnself_e5"
+    assert bf.pretraining_glyphs("handdrawn") == "procedural, redrawn by hand"

@@ -18,7 +18,14 @@ from multimnist.data.dacon import DaconLayout, DatasetError, decode_gray, load_s
 from multimnist.synth.compositor import Compositor, CompositorConfig
 from multimnist.synth.distractors import distractor_bank
 from multimnist.synth.generate import generate
-from multimnist.synth.glyphs import GlyphBank, load_glyphs, procedural_bank, read_dacon7, read_emnist
+from multimnist.synth.glyphs import (
+    GlyphBank,
+    load_glyphs,
+    procedural_bank,
+    read_dacon7,
+    read_emnist,
+    redraw_strokes,
+)
 from multimnist.synth.show import generated_images, preview
 from multimnist.synth.stats import dataset_stats, image_stats
 from multimnist.synth.stats import main as stats_main
@@ -149,6 +156,37 @@ def _real_images(shared_data):
 def test_procedural_bank_is_deterministic(bank):
     assert np.array_equal(procedural_bank(seed=0, variants=1).images, bank.images)
     assert not np.array_equal(procedural_bank(seed=1, variants=1).images, bank.images)
+
+
+def test_a_redrawn_stroke_follows_the_centre_line_with_the_pens_width_and_ink():
+    bar = np.zeros((56, 56), np.uint8)
+    bar[24:34, 8:48] = 255  # a 10 px thick stroke along y = 28.5
+    rng = np.random.default_rng(0)
+    even = redraw_strokes(bar, rng, jitter=0, pen_width=0, ink_variation=0)
+    rows = np.flatnonzero(even.max(axis=1) > 127)
+    assert 1 <= len(rows) <= 4 and 26 <= rows.mean() <= 31  # a 2 px pen on the bar's centre line
+    bent = redraw_strokes(bar, rng, jitter=6, pen_width=0, ink_variation=0)
+    assert np.ptp(np.flatnonzero(bent.max(axis=1) > 127)) > 3  # no longer one straight line
+    assert np.all(bent[:14] == 0) and np.all(bent[44:] == 0)  # within jitter + pen of the line
+    wide = redraw_strokes(bar, rng, jitter=0, pen_width=3, ink_variation=0)
+    assert (wide > 127).sum() > 1.5 * (even > 127).sum()
+    faint = redraw_strokes(bar, rng, jitter=0, pen_width=2, ink_variation=0.6)
+    columns = faint.max(axis=0)[12:44]
+    assert columns.min() < 200 and columns.min() >= 0.4 * 255 - 2  # the ink drifts, never below 40%
+
+
+def test_handdrawn_glyphs_redraw_every_font_and_keep_the_bank_as_it_was(bank):
+    config = compose_synth(["out=x", "glyphs=handdrawn"])
+    assert config.glyphs.source == "procedural" and config.compositor.thickness_min == 0
+    options = {**config.glyphs.options, "variants": 1}
+    hand = load_glyphs(config.glyphs.source, config.glyphs.path, seed=0, **options)
+    plain = bank
+    assert np.array_equal(hand.letters, plain.letters) and np.array_equal(hand.families, plain.families)
+    changed = [not np.array_equal(a, b) for a, b in zip(hand.images, plain.images, strict=True)]
+    assert all(changed)  # every font, outline and stroke alike
+    assert (hand.images > 127).mean() < (plain.images > 127).mean()  # pen lines, not filled outlines
+    redrawn_off = procedural_bank(seed=0, variants=1, stroke_jitter=0, pen_width=5, ink_variation=0.9)
+    assert np.array_equal(redrawn_off.images, plain.images)  # stroke_jitter=0: the fonts as they were
 
 
 def test_glyph_groups_keep_images_within_one_family_group(bank):

@@ -166,14 +166,51 @@ def _render_hershey(face: int, char: str, thickness: int) -> np.ndarray:
     return canvas
 
 
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], low: float, high: float) -> np.ndarray:
+    """A random field over `shape` that drifts smoothly between `low` and `high` (a 4x4 grid of uniform
+    draws, bicubically upsampled and clipped)."""
+    grid = rng.uniform(low, high, (4, 4)).astype(np.float32)
+    field = cv2.resize(grid, shape[::-1], interpolation=cv2.INTER_CUBIC)
+    return np.clip(field, min(low, high), max(low, high))
+
+
+def redraw_strokes(
+    ink: np.ndarray, rng: np.random.Generator, jitter: float, pen_width: float, ink_variation: float
+) -> np.ndarray:
+    """A glyph redrawn as a hand draws it: its strokes thinned to centre lines (scikit-image's
+    skeletonize), bent by a smooth random displacement of up to `jitter` px and traced by a round pen
+    whose radius drifts between 1 and 1 + `pen_width` px along the way, its ink between
+    1 - `ink_variation` and full."""
+    from skimage.morphology import skeletonize  # here: only redrawn glyphs need it
+
+    h, w = ink.shape
+    ys, xs = np.nonzero(skeletonize(ink > 127))
+    canvas = np.zeros((h, w), np.uint8)
+    if len(ys) == 0:
+        return canvas
+    dy, dx = (_smooth_field(rng, (h, w), -jitter, jitter)[ys, xs] for _ in range(2))
+    radius = _smooth_field(rng, (h, w), 1.0, 1.0 + pen_width)[ys, xs]
+    ink_level = _smooth_field(rng, (h, w), 255 * (1 - ink_variation), 255.0)[ys, xs]
+    for y, x, r, v in zip(ys + dy, xs + dx, radius, ink_level, strict=True):  # 16ths of a px: shift=4
+        cv2.circle(canvas, (int(x * 16), int(y * 16)), int(r * 16), int(v), -1, cv2.LINE_AA, shift=4)
+    return canvas
+
+
 def procedural_bank(
     seed: int = 0,
     variants: int = 3,
     elastic_alpha: float = 30.0,
     elastic_sigma: float = 6.0,
     shear: float = 12.0,
+    stroke_jitter: float = 0.0,
+    pen_width: float = 1.5,
+    ink_variation: float = 0.0,
 ) -> GlyphBank:
-    """Font glyphs made handwriting-like: `variants` distorted copies of every (font, case, letter)."""
+    """Font glyphs made handwriting-like: `variants` distorted copies of every (font, case, letter).
+
+    With `stroke_jitter` > 0 (px of a 56 px glyph) every glyph is first redrawn stroke by stroke by
+    `redraw_strokes`: bent strokes, traced by a pen of drifting width (`pen_width`) and ink
+    (`ink_variation`), in place of the font's even outline. 0 (the default) keeps the fonts' strokes."""
     import albumentations as A  # here: it imports torch, which the generator's other paths never need
 
     font_dir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -185,6 +222,8 @@ def procedural_bank(
         seed=seed,
     )
     rng = np.random.default_rng([seed, 7])
+    hand = np.random.default_rng([seed, 11])  # the redrawn strokes' own draws: rng's stay as they were
+    redraw = stroke_jitter > 0
     images, letters, families = [], [], []
     n_fonts = len(MATPLOTLIB_FONTS) + len(HERSHEY_FONTS)
     for family in range(n_fonts):
@@ -195,7 +234,7 @@ def procedural_bank(
                         ink = _render_ttf(font_dir / MATPLOTLIB_FONTS[family], char)
                         ink = fit_square(ink, _RENDER, _RENDER - 10)
                         width = int(rng.integers(-1, 3))  # stroke width change in render pixels
-                        if width:
+                        if width and not redraw:  # a redrawn glyph's pen sets its width
                             op = cv2.dilate if width > 0 else cv2.erode
                             ink = op(ink, np.ones((2, 2), np.uint8), iterations=abs(width))
                     else:
@@ -204,6 +243,8 @@ def procedural_bank(
                         )
                         ink = _render_hershey(face, char, int(rng.integers(3, 7)))
                         ink = fit_square(ink, _RENDER, _RENDER - 10)
+                    if redraw:
+                        ink = redraw_strokes(ink, hand, stroke_jitter, pen_width, ink_variation)
                     ink = distort(image=ink)["image"]
                     images.append(fit_square(ink))
                     letters.append(k)
