@@ -73,6 +73,7 @@ DEFAULT_ROWS = (
     "procedural:procedural",
     "dacon7-B:scratch",
     "dacon7-B:procedural",
+    "dacon7-B:handdrawn",
     "dacon7-B:procedural+self",
     "dacon7-B:dacon7-A",
     "dacon7-B:dacon7-A+self",

@@ -4,7 +4,8 @@ user submits it: 5 folds and their ensemble.
 1. generate the `real` preset (8,000 train + 2,000 test; procedural glyphs, or with --dacon7 the
    competition's glyphs: pool B, test images on glyphs no train image uses);
 2. glyph pretraining of multimnist_fcn on single-letter crops (procedural glyphs, what every user
-   has; --recipe dacon7-A pretrains on the other half of the competition's glyphs instead);
+   has; --recipe handdrawn on the same fonts redrawn stroke by stroke, glyphs=handdrawn; --recipe
+   dacon7-A on the other half of the competition's glyphs);
 3. fine-tune 5 folds with `experiment=cpu_full backbone.weights=<pretrained>`;
 4. ensemble them and score against the generator's test answers;
 5. with --recipe ...+self, self-training: harvest crops of the training images where the folds find
