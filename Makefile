@@ -25,8 +25,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP) ## Create .venv and install the package, dev tools and extras against constraints.txt (re-runs when either changes)
 
-test: setup ## Run the fast test suite (< 10 min on 2 cores)
-	$(PY) -m pytest -q
+test: setup ## Run the fast test suite (< 10 min on 2 cores; TEST_WORKERS=1 runs it in one process)
+	$(PY) -m pytest -q -n $${TEST_WORKERS:-2}
 
 test-slow: setup ## Run the slow end-to-end tests
 	$(PY) -m pytest -q -m slow
