@@ -203,7 +203,7 @@ def procedural_bank(
     elastic_sigma: float = 6.0,
     shear: float = 12.0,
     stroke_jitter: float = 0.0,
-    pen_width: float = 1.5,
+    pen_width: float = 2.0,
     ink_variation: float = 0.0,
 ) -> GlyphBank:
     """Font glyphs made handwriting-like: `variants` distorted copies of every (font, case, letter).
