@@ -164,7 +164,7 @@ class Bench:
         return {"procedural": [], "handdrawn": ["glyphs=handdrawn"]}[source]
 
     def pretrain(self, source: str) -> tuple[Path, float]:
-        tag = {"procedural": "", "handdrawn": "_handdrawn", "dacon7-A": "_dacon7A"}[source]
+        tag = "" if source == "procedural" else f"_{source.replace('-', '')}"  # _handdrawn, _dacon7A
         exp = f"glyphs_fcn_e{self.budget.pretrain_epochs}{tag}"
         return self.pretraining(exp, self.budget.pretrain_epochs, [], self.source_glyphs(source))
 
