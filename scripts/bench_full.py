@@ -70,6 +70,7 @@ RECIPES = (  # a pretraining source, then optional rounds: self-training (once o
 )
 VARIANTS = {  # DATA:RECIPE@VARIANT: extra fine-tuning overrides (a lever, judged against the plain row)
     "max": ["backbone.global_pool=max"],  # cpu_full's head before 2026-12-01: each letter's best place
+    "seed1": ["trainer.seed=1"],  # the fine-tune's seed (init, shuffle, augmentation): the spread of a row
 }
 DEFAULT_ROWS = (
     "procedural:scratch",
