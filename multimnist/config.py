@@ -368,14 +368,6 @@ class HarvestConfig:
 
 
 @dataclass
-class MixConfig:
-    """A second glyph source mixed into the pretraining crops (mix=handdrawn: glyphs=dacon7 + fonts)."""
-
-    share: float = _fraction(0.0, closed=True)  # share of training crops drawn from mix.glyphs; 0: off
-    glyphs: GlyphsConfig = field(default_factory=GlyphsConfig)
-
-
-@dataclass
 class PretrainConfig:
     exp: str = _folder_name("pretrain")
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -384,7 +376,6 @@ class PretrainConfig:
     scheduler: Any = None
     crops: CropsConfig = field(default_factory=CropsConfig)
     harvest: HarvestConfig = field(default_factory=HarvestConfig)
-    mix: MixConfig = field(default_factory=MixConfig)
     trainer: LoopConfig = field(default_factory=LoopConfig)
     compositor: CompositorConfig = field(default_factory=CompositorConfig)
     glyphs: GlyphsConfig = field(default_factory=GlyphsConfig)

@@ -19,14 +19,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from multimnist.build import build_device, build_model, build_training, make_loader
 from multimnist.config import model_args, optimizer_args, placement_args, scheduler_args, validate
-from multimnist.data.dacon import DatasetError
 from multimnist.engine import TrainStep, end_of_epoch, predict, train_one_epoch
 from multimnist.harvest import HARVEST, HARVEST_GRID, harvest, harvest_grid, per_letter
 from multimnist.io import ensure_writable, save_text, save_torch
@@ -92,10 +90,7 @@ def build_crops(cfg: DictConfig, run_dir: Path) -> tuple[GlyphCrops | MixedCrops
     c = cfg.crops
     common = {"crop": native, "img_size": size, "denoise": c.denoise, "nothing": c.nothing}
     common |= {"neighbours": c.neighbours, "distractor": c.distractor}
-    mix = mix_crops(cfg, common)
-    train = GlyphCrops(
-        compositor, train_rows, c.per_epoch, seed=seed, mix=mix, mix_share=cfg.mix.share, **common
-    )
+    train = GlyphCrops(compositor, train_rows, c.per_epoch, seed=seed, **common)
     held = GlyphCrops(
         compositor, held_rows if len(held_rows) else train_rows, c.eval_crops, seed=seed + 1, **common
     )
@@ -107,11 +102,6 @@ def build_crops(cfg: DictConfig, run_dir: Path) -> tuple[GlyphCrops | MixedCrops
         native,
         size,
     )
-    if mix is not None:
-        log.info(
-            "%.0f%% of the training crops come from %d %s glyphs (mix.glyphs); the held-out ones are %s's",
-            *(100 * cfg.mix.share, len(mix.compositor.glyphs), cfg.mix.glyphs.source, cfg.glyphs.source),
-        )
     if cfg.harvest.exp is not None:
         h = cfg.harvest
         found = harvest(
@@ -135,22 +125,6 @@ def build_crops(cfg: DictConfig, run_dir: Path) -> tuple[GlyphCrops | MixedCrops
         )
         train = MixedCrops(train, found.crops, found.letters, found.margin, h.share)
     return train, held
-
-
-def mix_crops(cfg: DictConfig, common: dict) -> GlyphCrops | None:
-    """Crops of the second glyph source (mix.glyphs, every glyph of it), or None when mix.share is 0.
-    They are drawn as the main source's are: the same compositor settings and crop options."""
-    if cfg.mix.share == 0:
-        return None
-    seed, g = cfg.trainer.seed, cfg.mix.glyphs
-    if g.source != "procedural" and g.path is None:
-        raise DatasetError(f"mix.glyphs.source={g.source} needs mix.glyphs.path (where its files are)")
-    try:
-        glyphs = load_glyphs(g.source, g.path, seed=seed, pool=g.pool, **g.options)
-    except (DatasetError, ValueError, FileNotFoundError) as err:  # say which of the two sources it is
-        raise type(err)(f"mix.glyphs: {err}") from None
-    compositor = Compositor(CompositorConfig(**cfg.compositor), glyphs, distractor_bank(seed), seed=seed)
-    return GlyphCrops(compositor, np.arange(len(glyphs)), cfg.crops.per_epoch, seed=seed, **common)
 
 
 def build_pretraining(cfg: DictConfig, run_dir: Path, device: torch.device) -> Pretraining:
@@ -258,7 +232,6 @@ def pretrain(cfg: DictConfig, run_dir: Path, resume: bool) -> Path | None:
         meta = {k: final[k] for k in ("heldout_top1", "heldout_letter_top1", "epoch")}
         meta |= {"backbone": cfg.backbone.name, "classes": CLASSES, "glyphs": cfg.glyphs.source}
         meta |= {"glyph_pool": cfg.glyphs.pool, "harvest": cfg.harvest.exp}
-        meta |= {"mix": cfg.mix.glyphs.source if cfg.mix.share else None, "mix_share": cfg.mix.share}
         save_torch({"model": p.state.model.state_dict(), "pretrain": meta}, weights)
     finally:
         if gpu_lock is not None:

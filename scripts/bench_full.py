@@ -13,7 +13,6 @@ Recipes (glyph pretraining of multimnist_fcn on 30,000 crops per epoch, then `ex
 - `handdrawn`: pretraining on the same fonts redrawn stroke by stroke (`glyphs=handdrawn`: bent
   strokes, a pen of drifting width and ink), also needing no files;
 - `dacon7-A`: pretraining on pool A of the competition's glyphs (no glyph of the data's);
-- `mixed`: half the crops from pool A, half from the fonts redrawn by hand (`mix=handdrawn`);
 - `procedural+self`: the `procedural` recipe, then self-training: crops of its own training images
   where its folds find each labelled letter (multimnist.harvest), pretraining again on them mixed
   with procedural crops (from the first weights), and fine-tuning again; `procedural+self2` runs a
@@ -57,12 +56,10 @@ RECIPES = (  # a pretraining source, then optional rounds: self-training (once o
     "procedural",
     "handdrawn",
     "dacon7-A",
-    "mixed",
     "procedural+self",
     "handdrawn+self",
     "procedural+self2",
     "dacon7-A+self",
-    "mixed+self",
     "procedural+pseudo",
     "dacon7-A+pseudo",
     "procedural+self+pseudo",
@@ -165,8 +162,6 @@ class Bench:
         """The pretraining overrides of a recipe's glyph source."""
         if source == "dacon7-A":
             return self.glyph_args("A")
-        if source == "mixed":
-            return [*self.glyph_args("A"), "mix=handdrawn"]
         return {"procedural": [], "handdrawn": ["glyphs=handdrawn"]}[source]
 
     def pretrain(self, source: str) -> tuple[Path, float]:
@@ -263,7 +258,6 @@ def pretraining_glyphs(recipe: str) -> str:
         "procedural": "procedural",
         "handdrawn": "procedural, redrawn by hand",
         "dacon7-A": "dacon7 pool A",
-        "mixed": "dacon7 pool A + procedural redrawn by hand, 50/50",
     }[source]
     if "self" in rounds or "self2" in rounds:
         text += ", then + harvested" + (", twice" if "self2" in rounds else "")

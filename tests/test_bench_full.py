@@ -117,16 +117,3 @@ def test_a_handdrawn_row_pretrains_on_the_redrawn_fonts_and_needs_no_glyph_files
     assert all("glyphs=handdrawn" in cmd for cmd in pretrains.values())  # the harvest mixed with them too
     assert exp == "bench_procedural_handdrawnself_e5"
     assert bf.pretraining_glyphs("handdrawn") == "procedural, redrawn by hand"
-
-
-def test_a_mixed_row_pretrains_on_pool_a_and_the_redrawn_fonts(tmp_path, monkeypatch):
-    bf = bench_module()
-    bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget(), dacon7=str(tmp_path / "mnist_data"))
-    stages = []
-    monkeypatch.setattr(bench, "stage", lambda key, done, cmds: stages.append((key, cmds)) or 60.0)
-    monkeypatch.setattr(bench, "result", lambda dataset, recipe, exp, minutes, variant: (exp, minutes))
-    exp, _ = bench.row("dacon7-B", "mixed+self")
-    pretrains = {key: cmds[0] for key, cmds in stages if key.startswith("pretrain")}
-    assert list(pretrains) == ["pretrain glyphs_fcn_e30_mixed", "pretrain self_bench_dacon7B_mixed_e5"]
-    assert all({"glyphs.pool=A", "mix=handdrawn"} <= set(cmd) for cmd in pretrains.values())
-    assert exp == "bench_dacon7B_mixedself_e5"

@@ -18,7 +18,7 @@ from multimnist.pretraining import CLASSES, WEIGHTS, run_pretrain
 from multimnist.synth.compositor import Compositor, CompositorConfig
 from multimnist.synth.crops import NOTHING, GlyphCrops
 from multimnist.synth.distractors import distractor_bank
-from multimnist.synth.glyphs import GlyphBank, split_families
+from multimnist.synth.glyphs import split_families
 
 from .conftest import CONF, fold_cfg
 
@@ -125,33 +125,6 @@ def test_a_crop_shows_its_letter_in_the_middle(crops):
         x, y, _ = ds[i]
         (ink_none if y == NOTHING else ink_mid).append(float(x[0, 20:44, 20:44].float().mean()))
     assert np.mean(ink_mid) > 5 * max(np.mean(ink_none), 1e-3)  # denoised noise leaves ~0.4% of pixels
-
-
-def test_a_mixed_source_draws_its_share_of_the_crops(crops, bank):
-    # The second source's glyphs are blank: with no noise, neighbours or distractors its crops are
-    # empty, the first source's carry ink; a share of 0 leaves the crops exactly as without a mix.
-    compositor, rows, _ = crops
-    quiet = CompositorConfig(noise=False)
-    first = Compositor(quiet, bank, distractor_bank(0), seed=0)
-    blank = GlyphBank(np.zeros_like(bank.images), bank.letters, bank.ids, bank.families)
-    common = {"crop": 64, "img_size": 32, "denoise": False, "nothing": 0.0, "neighbours": 0}
-    common |= {"distractor": 0.0, "seed": 5}  # no keep-255: ink without noise is not saturated
-    mix = GlyphCrops(
-        Compositor(quiet, blank, distractor_bank(0), seed=0), np.arange(len(blank)), 400, **common
-    )
-    mixed = GlyphCrops(first, rows, 400, mix=mix, mix_share=0.3, **common)
-    empty = np.array([float(mixed[i][0].float().sum()) == 0 for i in range(400)])
-    assert 0.2 < empty.mean() < 0.4
-    assert all(float(mixed[i][0].float().sum()) == 0 for i in np.flatnonzero(empty)[:5])  # deterministic
-    plain, off = GlyphCrops(first, rows, 400, **common), GlyphCrops(first, rows, 400, mix=mix, **common)
-    assert all(torch.equal(plain[i][0], off[i][0]) for i in range(20))
-
-
-def test_mix_handdrawn_is_glyphs_handdrawn_as_a_second_source():
-    mixed = compose("pretrain", ["mix=handdrawn"]).mix
-    alone = compose("pretrain", ["glyphs=handdrawn"]).glyphs
-    assert mixed.share == 0.5 and mixed.glyphs == alone
-    assert compose("pretrain", []).mix.share == 0  # off unless asked for
 
 
 def _pretrain(tmp_path, backbone: str, *extra: str):

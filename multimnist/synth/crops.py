@@ -25,9 +25,7 @@ NOTHING = NUM_CLASSES  # the 27th class: no letter in the middle of the crop
 
 
 class GlyphCrops(Dataset):
-    """(float 1xSxS in [0,1], class 0..26, item index) crops; `len` items per epoch. With `mix`, a
-    `mix_share` of the crops are `mix`'s instead (another glyph source: its letter, neighbours and
-    distractor), drawn with the same (seed, epoch, item) generator."""
+    """(float 1xSxS in [0,1], class 0..26, item index) crops; `len` items per epoch."""
 
     def __init__(
         self,
@@ -41,8 +39,6 @@ class GlyphCrops(Dataset):
         neighbours: int = 2,
         distractor: float = 0.3,
         seed: int = 0,
-        mix: GlyphCrops | None = None,
-        mix_share: float = 0.0,
     ) -> None:
         if len(rows) == 0:
             raise ValueError("no glyphs to draw crops from")
@@ -55,7 +51,6 @@ class GlyphCrops(Dataset):
         self.crop, self.img_size, self.denoise = crop, img_size, denoise
         self.nothing, self.neighbours, self.distractor = nothing, neighbours, distractor
         self.seed, self.epoch = seed, 0
-        self.mix, self.mix_share = (mix, mix_share) if mix is not None and mix_share > 0 else (None, 0.0)
 
     def __len__(self) -> int:
         return self.length
@@ -102,8 +97,7 @@ class GlyphCrops(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        source = self.mix if self.mix is not None and rng.random() < self.mix_share else self
-        img, label = source.render(rng)
+        img, label = self.render(rng)
         img = preprocess(img, self.img_size, self.denoise)
         return torch.from_numpy(img).unsqueeze(0), label, i  # uint8: Batching converts on the device
 
