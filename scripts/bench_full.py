@@ -68,6 +68,7 @@ RECIPES = (  # a pretraining source, then optional rounds: self-training (once o
 VARIANTS = {  # DATA:RECIPE@VARIANT: extra fine-tuning overrides (a lever, judged against the plain row)
     "max": ["backbone.global_pool=max"],  # cpu_full's head before 2026-12-01: each letter's best place
     "seed1": ["trainer.seed=1"],  # the fine-tune's seed (init, shuffle, augmentation): the spread of a row
+    "lr2": ["optimizer.lr=2e-3"],  # twice cpu_full's learning rate: 5 epochs end still underfitting
 }
 DEFAULT_ROWS = (
     "procedural:scratch",
@@ -90,6 +91,18 @@ class Budget:
     self_epochs: int = 8  # the self-training round's pretraining epochs
     n_train: int = 8000
     n_test: int = 2000
+
+    def pretrain_tag(self) -> str:
+        """Part of a fine-tune's experiment name: its pretraining's epochs, where not the default."""
+        return "" if self.pretrain_epochs == Budget.pretrain_epochs else f"_p{self.pretrain_epochs}"
+
+    def pretrain_text(self, recipe: str) -> str:
+        """The table's pretraining epochs: the first pretraining's, and each self-training round's."""
+        _, *rounds = recipe.split("+")
+        if recipe == "scratch":
+            return "-"
+        again = 2 if "self2" in rounds else 1 if "self" in rounds else 0
+        return " + ".join([str(self.pretrain_epochs)] + [str(self.self_epochs)] * again)
 
 
 @dataclass
@@ -210,7 +223,7 @@ class Bench:
         if recipe != "scratch":
             weights, seconds = self.pretrain(source)
             minutes += seconds / 60
-        base = source.replace("-", "")
+        base = source.replace("-", "") + self.budget.pretrain_tag()
         suffix = f"_{variant}" if variant else ""
         exp = f"bench_{tag}_{base}_e{self.budget.epochs}{suffix}"
         minutes += self.fine_tune(data, exp, weights, variant) / 60
@@ -218,7 +231,7 @@ class Bench:
         glyphs = self.source_glyphs(source) if self_rounds else []
         for k in range(1, self_rounds + 1):  # each round harvests from the previous round's folds
             weights, seconds = self.self_train(exp, weights, glyphs)
-            name = "self" if source == "procedural" else f"{base}self"
+            name = f"self{self.budget.pretrain_tag()}" if source == "procedural" else f"{base}self"
             exp = f"bench_{tag}_{name}{k if k > 1 else ''}_e{self.budget.epochs}{suffix}"
             minutes += (seconds + self.fine_tune(data, exp, weights, variant)) / 60
         if "pseudo" in rounds:  # the same weights again, the last ensemble's test predictions added
@@ -239,6 +252,7 @@ class Bench:
             "data": dataset,
             "recipe": f"{recipe} + {' '.join(VARIANTS[variant])}" if variant else recipe,
             "pretraining glyphs": pretraining_glyphs(recipe),
+            "pretraining epochs": b.pretrain_text(recipe),
             "exp": exp,
             "folds": len(auc),
             "epochs": b.epochs,
@@ -266,13 +280,14 @@ def pretraining_glyphs(recipe: str) -> str:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| data | recipe | pretraining glyphs | folds x epochs | minutes | test (floor) | OOF "
-        "| test - OOF | gap closed | AUC |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| data | recipe | pretraining glyphs | pretraining epochs | folds x epochs | minutes | test (floor) "
+        "| OOF | test - OOF | gap closed | AUC |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['data']} | {r['recipe']} | {r['pretraining glyphs']} | {r['folds']} x {r['epochs']} | "
+            f"| {r['data']} | {r['recipe']} | {r['pretraining glyphs']} | {r['pretraining epochs']} | "
+            f"{r['folds']} x {r['epochs']} | "
             f"{r['minutes']:.1f} | {r['test']:.4f} ({r['floor']:.4f}) | {r['oof']:.4f} | "
             f"{r['test'] - r['oof']:+.4f} | {r['gap']:.1%} | {r['auc']:.3f} |"
         )

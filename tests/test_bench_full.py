@@ -117,3 +117,28 @@ def test_a_handdrawn_row_pretrains_on_the_redrawn_fonts_and_needs_no_glyph_files
     assert all("glyphs=handdrawn" in cmd for cmd in pretrains.values())  # the harvest mixed with them too
     assert exp == "bench_procedural_handdrawnself_e5"
     assert bf.pretraining_glyphs("handdrawn") == "procedural, redrawn by hand"
+
+
+def test_a_longer_pretraining_names_its_stages_apart_and_shows_its_epochs(tmp_path, monkeypatch):
+    """--pretrain-epochs 60 next to the default 30 in one experiments folder: no stage is shared by
+    mistake, and the table says how long each row pretrained."""
+    bf = bench_module()
+    bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget(pretrain_epochs=60))
+    stages = []
+    monkeypatch.setattr(bench, "stage", lambda key, done, cmds: stages.append((key, cmds)) or 60.0)
+    monkeypatch.setattr(bench, "result", lambda dataset, recipe, exp, minutes, variant: (exp, minutes))
+    exp, _ = bench.row("procedural", "procedural+self")
+    assert [key for key, _ in stages][1:] == [
+        "pretrain glyphs_fcn_e60",
+        "fine-tune bench_procedural_procedural_p60_e5",
+        "pretrain self_bench_procedural_procedural_p60_e5",
+        "fine-tune bench_procedural_self_p60_e5",
+    ]
+    assert exp == "bench_procedural_self_p60_e5"
+    assert bench.budget.pretrain_text("procedural+self") == "60 + 8"
+    assert bf.Budget().pretrain_text("dacon7-A") == "30" and bf.Budget().pretrain_text("scratch") == "-"
+    row = {"data": "procedural", "recipe": "procedural", "pretraining glyphs": "procedural"}
+    row |= {"pretraining epochs": "60", "folds": 5, "epochs": 5, "minutes": 30.0, "test": 0.8}
+    row |= {"oof": 0.79, "floor": 0.5, "gap": 0.6, "auc": 0.8}
+    header, _, line = bf.table([row]).splitlines()
+    assert header.split(" | ")[3] == "pretraining epochs" and line.split(" | ")[3] == "60"
