@@ -66,18 +66,12 @@ class SmallCNN(nn.Module):
         head: str = "pooled",
         strides: tuple[int, ...] | None = None,
         downsample: str = "conv",
-        space_to_depth: int = 1,
     ):
         super().__init__()
         check_head(global_pool, head)
         if downsample not in DOWNSAMPLES:
             raise ValueError(f"downsample must be one of {DOWNSAMPLES}, got {downsample!r}")
-        # space_to_depth=k: every k x k block of pixels becomes k*k channels of one place first (a
-        # lossless stride-k stem), so a full-resolution input costs about what a k-times smaller one does.
-        layers, cin = (
-            ([nn.PixelUnshuffle(space_to_depth)] if space_to_depth > 1 else []),
-            in_chans * space_to_depth**2,
-        )
+        layers, cin = [], in_chans
         for w, stride in zip(widths, strides or (2,) * len(widths), strict=True):
             pooled = downsample == "maxpool" and stride > 1
             layers.append(_conv_bn(cin, w, 1 if pooled else stride))
@@ -167,14 +161,6 @@ def multimnist_fcn(pretrained: bool = False, **kwargs) -> SmallCNN:
     """~0.46M parameters, stride 8 (the last stage keeps the resolution): a letter detector map for
     the full task, where 10-14 letters share an image and a per-location head scores each place."""
     return _small_model((32, 64, 96, 128), True, pretrained, strides=(2, 2, 2, 1), **kwargs)
-
-
-@register_model
-def multimnist_fcn_s2d(pretrained: bool = False, **kwargs) -> SmallCNN:
-    """multimnist_fcn fed full-resolution pixels: a 2x2 space-to-depth stem turns a 256 px image into
-    128 x 128 places of 4 channels, then the same stages (stride 16 overall). About multimnist_fcn's
-    compute at twice the input side: the strokes of small letters are not averaged away by a resize."""
-    return _small_model((32, 64, 96, 128), True, pretrained, strides=(2, 2, 2, 1), space_to_depth=2, **kwargs)
 
 
 def build_model(
