@@ -352,10 +352,6 @@ class CropsConfig:
     nothing: float = _fraction(0.2)  # share of crops with no centred letter (class 26)
     neighbours: int = _at_least(0, 2)  # truncated neighbour letters at the borders, 0..this many
     distractor: float = _fraction(0.3, closed=True)  # chance of one Hangul-like mark
-    warp: float = _at_least(0, 0.0)  # training crops' letter bent by up to this many px (of 28), elastic
-    shear: float = field(  # and slanted by up to this many degrees; warp=0 shear=0: drawn as they are
-        default=0.0, metadata=check(lambda v: 0 <= v <= 45, "must be in [0, 45] (degrees)")
-    )
     per_epoch: int = _at_least(1, 20000)  # crops per epoch (rendered on the fly, never repeated)
     held_out: float = _fraction(0.1)  # share of glyph families kept out of training, for the accuracy
     eval_crops: int = _at_least(1, 2000)  # fixed crops of held-out glyphs scored after each epoch

@@ -90,7 +90,7 @@ def build_crops(cfg: DictConfig, run_dir: Path) -> tuple[GlyphCrops | MixedCrops
     c = cfg.crops
     common = {"crop": native, "img_size": size, "denoise": c.denoise, "nothing": c.nothing}
     common |= {"neighbours": c.neighbours, "distractor": c.distractor}
-    train = GlyphCrops(compositor, train_rows, c.per_epoch, seed=seed, warp=c.warp, shear=c.shear, **common)
+    train = GlyphCrops(compositor, train_rows, c.per_epoch, seed=seed, **common)
     held = GlyphCrops(
         compositor, held_rows if len(held_rows) else train_rows, c.eval_crops, seed=seed + 1, **common
     )

@@ -16,7 +16,7 @@ from multimnist.labels import NUM_CLASSES
 from multimnist.model import LogMeanExp, SmallCNN, load_weights
 from multimnist.pretraining import CLASSES, WEIGHTS, run_pretrain
 from multimnist.synth.compositor import Compositor, CompositorConfig
-from multimnist.synth.crops import NOTHING, GlyphCrops, warp_glyph
+from multimnist.synth.crops import NOTHING, GlyphCrops
 from multimnist.synth.distractors import distractor_bank
 from multimnist.synth.glyphs import split_families
 
@@ -125,32 +125,6 @@ def test_a_crop_shows_its_letter_in_the_middle(crops):
         x, y, _ = ds[i]
         (ink_none if y == NOTHING else ink_mid).append(float(x[0, 20:44, 20:44].float().mean()))
     assert np.mean(ink_mid) > 5 * max(np.mean(ink_none), 1e-3)  # denoised noise leaves ~0.4% of pixels
-
-
-def test_a_warped_crop_bends_its_letter_and_an_unwarped_one_is_drawn_as_before(crops):
-    """crops.warp / crops.shear: the centred letter is bent and slanted, its class stays; at 0 the crop
-    is exactly the plain one (no extra random draws)."""
-    compositor, rows, _ = crops
-    common = {"crop": 64, "img_size": 64, "neighbours": 0, "distractor": 0.0, "nothing": 0.0, "seed": 2}
-    plain, off = (
-        GlyphCrops(compositor, rows, 20, **common),
-        GlyphCrops(compositor, rows, 20, **common, warp=0.0),
-    )
-    bent = GlyphCrops(compositor, rows, 20, **common, warp=2.0, shear=15.0)
-    assert all(torch.equal(plain[i][0], off[i][0]) for i in range(20))
-    assert [plain[i][1] for i in range(20)] == [bent[i][1] for i in range(20)]
-    assert sum(not torch.equal(plain[i][0], bent[i][0]) for i in range(20)) == 20
-    ink = np.zeros((28, 28), np.uint8)
-    ink[4:24, 13:15] = 255  # an upright bar
-    rng = np.random.default_rng(0)
-    assert np.array_equal(warp_glyph(ink, rng, 0.0, 0.0), ink)
-    slanted = np.stack([warp_glyph(ink, np.random.default_rng(k), 0.0, 20.0) for k in range(8)])
-    cols = np.arange(28)
-    tilt = [
-        (im[5:9] * cols).sum() / im[5:9].sum() - (im[19:23] * cols).sum() / im[19:23].sum() for im in slanted
-    ]
-    assert max(abs(t) for t in tilt) > 2  # the bar's top and bottom move apart: a slant
-    assert {int(im.sum() > 0.8 * ink.sum()) for im in slanted} == {1}  # the ink is moved, not lost
 
 
 def _pretrain(tmp_path, backbone: str, *extra: str):

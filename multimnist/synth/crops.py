@@ -20,20 +20,8 @@ from torch.utils.data import Dataset
 from multimnist.data.dacon import preprocess
 from multimnist.labels import NUM_CLASSES
 from multimnist.synth.compositor import Compositor
-from multimnist.synth.glyphs import smooth_field
 
 NOTHING = NUM_CLASSES  # the 27th class: no letter in the middle of the crop
-
-
-def warp_glyph(ink: np.ndarray, rng: np.random.Generator, elastic: float, shear: float) -> np.ndarray:
-    """A glyph bent as another hand might write it: a smooth random displacement of up to `elastic`
-    px per axis (on the 28 px glyph) and a slant of up to `shear` degrees, resampled (cv2.remap)."""
-    h, w = ink.shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    slant = np.float32(np.tan(np.radians(rng.uniform(-shear, shear))))
-    map_x = xs + slant * (ys - h / 2) + smooth_field(rng, (h, w), -elastic, elastic)
-    map_y = ys + smooth_field(rng, (h, w), -elastic, elastic)
-    return cv2.remap(ink, map_x, map_y, cv2.INTER_LINEAR, borderValue=0)
 
 
 class GlyphCrops(Dataset):
@@ -51,8 +39,6 @@ class GlyphCrops(Dataset):
         neighbours: int = 2,
         distractor: float = 0.3,
         seed: int = 0,
-        warp: float = 0.0,
-        shear: float = 0.0,
     ) -> None:
         if len(rows) == 0:
             raise ValueError("no glyphs to draw crops from")
@@ -64,7 +50,6 @@ class GlyphCrops(Dataset):
         self.by_letter = [self.rows[letters == c] for c in range(NUM_CLASSES)]
         self.crop, self.img_size, self.denoise = crop, img_size, denoise
         self.nothing, self.neighbours, self.distractor = nothing, neighbours, distractor
-        self.warp, self.shear = warp, shear  # the centred letter's own distortion (0, 0: as drawn)
         self.seed, self.epoch = seed, 0
 
     def __len__(self) -> int:
@@ -107,10 +92,7 @@ class GlyphCrops(Dataset):
         if label != NOTHING:
             row = int(rng.choice(self.by_letter[label]))
             jitter = rng.integers(-s // 10, s // 10 + 1, 2)
-            ink = comp.glyphs.images[row]
-            if self.warp or self.shear:
-                ink = warp_glyph(ink, rng, self.warp, self.shear)
-            self._paste(canvas, comp.patch(ink, rng), *(s // 2 + jitter).tolist())
+            self._paste(canvas, comp.patch(comp.glyphs.images[row], rng), *(s // 2 + jitter).tolist())
         return canvas, label
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:

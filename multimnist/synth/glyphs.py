@@ -166,7 +166,7 @@ def _render_hershey(face: int, char: str, thickness: int) -> np.ndarray:
     return canvas
 
 
-def smooth_field(rng: np.random.Generator, shape: tuple[int, int], low: float, high: float) -> np.ndarray:
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], low: float, high: float) -> np.ndarray:
     """A random field over `shape` that drifts smoothly between `low` and `high` (a 4x4 grid of uniform
     draws, bicubically upsampled and clipped)."""
     grid = rng.uniform(low, high, (4, 4)).astype(np.float32)
@@ -188,9 +188,9 @@ def redraw_strokes(
     canvas = np.zeros((h, w), np.uint8)
     if len(ys) == 0:
         return canvas
-    dy, dx = (smooth_field(rng, (h, w), -jitter, jitter)[ys, xs] for _ in range(2))
-    radius = smooth_field(rng, (h, w), 1.0, 1.0 + pen_width)[ys, xs]
-    ink_level = smooth_field(rng, (h, w), 255 * (1 - ink_variation), 255.0)[ys, xs]
+    dy, dx = (_smooth_field(rng, (h, w), -jitter, jitter)[ys, xs] for _ in range(2))
+    radius = _smooth_field(rng, (h, w), 1.0, 1.0 + pen_width)[ys, xs]
+    ink_level = _smooth_field(rng, (h, w), 255 * (1 - ink_variation), 255.0)[ys, xs]
     for y, x, r, v in zip(ys + dy, xs + dx, radius, ink_level, strict=True):  # 16ths of a px: shift=4
         cv2.circle(canvas, (int(x * 16), int(y * 16)), int(r * 16), int(v), -1, cv2.LINE_AA, shift=4)
     return canvas
