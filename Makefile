@@ -63,7 +63,7 @@ predict: setup ## Predict a folder of PNGs with an ensembled EXP: make predict E
 demo: setup ## The main job end to end on the embedded default: data, 5 folds, ensemble (~7 min on 2 cores)
 	$(PY) scripts/demo.py
 
-demo-full: setup ## The full task (10-14 letters, any rotation) on a CPU: data, glyph pretraining, 5 folds, ensemble (~30 min)
+demo-full: setup ## The full task (10-14 letters, any rotation) on a CPU: data, 60-epoch glyph pretraining, 5 folds, ensemble (23-40 min)
 	$(PY) scripts/demo_full.py $(ARGS)
 
 bench-full: setup ## Every full-task recipe on procedural and real-handwriting data, 5 folds each (hours): make bench-full ARGS="--dacon7 mnist_data/"

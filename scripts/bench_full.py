@@ -84,7 +84,7 @@ DEFAULT_ROWS = (
 
 @dataclass
 class Budget:
-    pretrain_epochs: int = 30  # x crops.per_epoch crops (~23 s per epoch on 2 cores)
+    pretrain_epochs: int = 60  # x crops.per_epoch crops (15-23 s per epoch on 2 cores); 30 before 2026-12-02
     crops: int = 30000
     epochs: int = 5  # fine-tuning epochs per fold
     folds: str = FOLDS
@@ -93,8 +93,9 @@ class Budget:
     n_test: int = 2000
 
     def pretrain_tag(self) -> str:
-        """Part of a fine-tune's experiment name: its pretraining's epochs, where not the default."""
-        return "" if self.pretrain_epochs == Budget.pretrain_epochs else f"_p{self.pretrain_epochs}"
+        """Part of a fine-tune's experiment name: its pretraining's epochs, unless 30 (the rows before
+        2026-12-02, all after 30 epochs, keep their names)."""
+        return "" if self.pretrain_epochs == 30 else f"_p{self.pretrain_epochs}"
 
     def pretrain_text(self, recipe: str) -> str:
         """The table's pretraining epochs: the first pretraining's, and each self-training round's."""

@@ -54,11 +54,16 @@ def test_a_self_training_row_on_pool_a_with_a_variant_runs_the_stages_it_names(t
     """dacon7-B:dacon7-A+self@max: pretraining and the self-training round both on pool A's glyphs, the
     round harvesting the first fine-tune, and the variant's override in both fine-tunes."""
     bf = bench_module()
-    bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget(), dacon7=str(tmp_path / "mnist_data"))
+    bench = bf.Bench(
+        tmp_path / "exp",
+        tmp_path / "data",
+        bf.Budget(pretrain_epochs=30),
+        dacon7=str(tmp_path / "mnist_data"),
+    )
     stages = []
     monkeypatch.setattr(bench, "stage", lambda key, done, cmds: stages.append((key, cmds)) or 60.0)
     monkeypatch.setattr(bench, "result", lambda dataset, recipe, exp, minutes, variant: (exp, minutes))
-    exp, minutes = bench.row("dacon7-B", "dacon7-A+self", "max")
+    exp, minutes = bench.row("dacon7-B", "dacon7-A+self", "max")  # 30 pretraining epochs: the old names
     keys = [key for key, _ in stages]
     assert keys == [
         "data dacon7-B",
@@ -81,7 +86,7 @@ def test_a_self_training_row_on_pool_a_with_a_variant_runs_the_stages_it_names(t
 
 def test_a_pseudo_label_round_trains_on_the_last_ensembles_predictions(tmp_path, monkeypatch):
     bf = bench_module()
-    bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget())
+    bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget(pretrain_epochs=30))
     stages = []
     monkeypatch.setattr(bench, "stage", lambda key, done, cmds: stages.append((key, cmds)) or 60.0)
     monkeypatch.setattr(bench, "result", lambda dataset, recipe, exp, minutes, variant: (exp, minutes))
@@ -104,7 +109,7 @@ def test_a_pseudo_label_round_trains_on_the_last_ensembles_predictions(tmp_path,
 
 def test_a_handdrawn_row_pretrains_on_the_redrawn_fonts_and_needs_no_glyph_files(tmp_path, monkeypatch):
     bf = bench_module()
-    bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget())  # no --dacon7
+    bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget(pretrain_epochs=30))  # no --dacon7
     stages = []
     monkeypatch.setattr(bench, "stage", lambda key, done, cmds: stages.append((key, cmds)) or 60.0)
     monkeypatch.setattr(bench, "result", lambda dataset, recipe, exp, minutes, variant: (exp, minutes))
@@ -119,11 +124,11 @@ def test_a_handdrawn_row_pretrains_on_the_redrawn_fonts_and_needs_no_glyph_files
     assert bf.pretraining_glyphs("handdrawn") == "procedural, redrawn by hand"
 
 
-def test_a_longer_pretraining_names_its_stages_apart_and_shows_its_epochs(tmp_path, monkeypatch):
-    """--pretrain-epochs 60 next to the default 30 in one experiments folder: no stage is shared by
-    mistake, and the table says how long each row pretrained."""
+def test_the_default_60_epoch_pretraining_names_its_stages_apart_and_shows_its_epochs(tmp_path, monkeypatch):
+    """The default (60 pretraining epochs) next to the rows of before (30) in one experiments folder:
+    no stage is shared by mistake, and the table says how long each row pretrained."""
     bf = bench_module()
-    bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget(pretrain_epochs=60))
+    bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget())
     stages = []
     monkeypatch.setattr(bench, "stage", lambda key, done, cmds: stages.append((key, cmds)) or 60.0)
     monkeypatch.setattr(bench, "result", lambda dataset, recipe, exp, minutes, variant: (exp, minutes))
@@ -136,7 +141,9 @@ def test_a_longer_pretraining_names_its_stages_apart_and_shows_its_epochs(tmp_pa
     ]
     assert exp == "bench_procedural_self_p60_e5"
     assert bench.budget.pretrain_text("procedural+self") == "60 + 8"
-    assert bf.Budget().pretrain_text("dacon7-A") == "30" and bf.Budget().pretrain_text("scratch") == "-"
+    old = bf.Budget(pretrain_epochs=30)
+    assert old.pretrain_tag() == "" and old.pretrain_text("dacon7-A") == "30"
+    assert old.pretrain_text("scratch") == "-"
     row = {"data": "procedural", "recipe": "procedural", "pretraining glyphs": "procedural"}
     row |= {"pretraining epochs": "60", "folds": 5, "epochs": 5, "minutes": 30.0, "test": 0.8}
     row |= {"oof": 0.79, "floor": 0.5, "gap": 0.6, "auc": 0.8}
