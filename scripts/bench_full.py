@@ -82,6 +82,9 @@ DEFAULT_ROWS = (
 )
 
 
+UNTAGGED_EPOCHS = 30  # the rows before 2026-12-02 all pretrained 30 epochs and keep their names
+
+
 @dataclass
 class Budget:
     pretrain_epochs: int = 60  # x crops.per_epoch crops (15-23 s per epoch on 2 cores); 30 before 2026-12-02
@@ -93,17 +96,20 @@ class Budget:
     n_test: int = 2000
 
     def pretrain_tag(self) -> str:
-        """Part of a fine-tune's experiment name: its pretraining's epochs, unless 30 (the rows before
-        2026-12-02, all after 30 epochs, keep their names)."""
-        return "" if self.pretrain_epochs == 30 else f"_p{self.pretrain_epochs}"
+        """Part of a fine-tune's experiment name: its pretraining's epochs, unless UNTAGGED_EPOCHS."""
+        return "" if self.pretrain_epochs == UNTAGGED_EPOCHS else f"_p{self.pretrain_epochs}"
 
     def pretrain_text(self, recipe: str) -> str:
         """The table's pretraining epochs: the first pretraining's, and each self-training round's."""
-        _, *rounds = recipe.split("+")
         if recipe == "scratch":
             return "-"
-        again = 2 if "self2" in rounds else 1 if "self" in rounds else 0
-        return " + ".join([str(self.pretrain_epochs)] + [str(self.self_epochs)] * again)
+        return " + ".join([str(self.pretrain_epochs)] + [str(self.self_epochs)] * self_rounds(recipe))
+
+
+def self_rounds(recipe: str) -> int:
+    """How many self-training rounds a recipe runs: `+self2` two, `+self` one."""
+    _, *rounds = recipe.split("+")
+    return 2 if "self2" in rounds else 1 if "self" in rounds else 0
 
 
 @dataclass
@@ -228,9 +234,9 @@ class Bench:
         suffix = f"_{variant}" if variant else ""
         exp = f"bench_{tag}_{base}_e{self.budget.epochs}{suffix}"
         minutes += self.fine_tune(data, exp, weights, variant) / 60
-        self_rounds = 2 if "self2" in rounds else 1 if "self" in rounds else 0
-        glyphs = self.source_glyphs(source) if self_rounds else []
-        for k in range(1, self_rounds + 1):  # each round harvests from the previous round's folds
+        again = self_rounds(recipe)
+        glyphs = self.source_glyphs(source) if again else []
+        for k in range(1, again + 1):  # each round harvests from the previous round's folds
             weights, seconds = self.self_train(exp, weights, glyphs)
             name = f"self{self.budget.pretrain_tag()}" if source == "procedural" else f"{base}self"
             exp = f"bench_{tag}_{name}{k if k > 1 else ''}_e{self.budget.epochs}{suffix}"
@@ -267,15 +273,15 @@ class Bench:
 
 
 def pretraining_glyphs(recipe: str) -> str:
-    source, *rounds = recipe.split("+")
+    source = recipe.split("+")[0]
     text = {
         "scratch": "-",
         "procedural": "procedural",
         "handdrawn": "procedural, redrawn by hand",
         "dacon7-A": "dacon7 pool A",
     }[source]
-    if "self" in rounds or "self2" in rounds:
-        text += ", then + harvested" + (", twice" if "self2" in rounds else "")
+    if self_rounds(recipe):
+        text += ", then + harvested" + (", twice" if self_rounds(recipe) == 2 else "")
     return text
 
 
