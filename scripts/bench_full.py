@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from omegaconf import OmegaConf
 
 from multimnist.rundir import ENSEMBLE_RECORD, FINISHED_MARK, PRETRAIN_WEIGHTS, ensemble_dir, pretrain_dir
 
@@ -68,7 +69,7 @@ RECIPES = (  # a pretraining source, then optional rounds: self-training (once o
 VARIANTS = {  # DATA:RECIPE@VARIANT: extra fine-tuning overrides (a lever, judged against the plain row)
     "max": ["backbone.global_pool=max"],  # cpu_full's head before 2026-12-01: each letter's best place
     "seed1": ["trainer.seed=1"],  # the fine-tune's seed (init, shuffle, augmentation): the spread of a row
-    "lr1": ["optimizer.lr=1e-3"],  # cpu_full's learning rate before 2026-12-02 (2e-3 since: it paid in every pair)
+    "lr1": ["optimizer.lr=1e-3"],  # cpu_full's learning rate before 2026-12-02 (2e-3 since)
 }
 DEFAULT_ROWS = (
     "procedural:scratch",
@@ -263,6 +264,7 @@ class Bench:
             "exp": exp,
             "folds": len(auc),
             "epochs": b.epochs,
+            "lr": fine_tune_lr(self.experiments / exp),
             "minutes": minutes,
             "test": acc,
             "oof": oof,
@@ -270,6 +272,15 @@ class Bench:
             "gap": (acc - floor) / (1 - floor),
             "auc": sum(auc) / len(auc),
         }
+
+
+def fine_tune_lr(exp_dir: Path) -> float:
+    """The learning rate a row's folds fine-tuned at, as their stored config says (cpu_full's default
+    changed on 2026-12-02, so a folder of older runs holds both)."""
+    lrs = {OmegaConf.load(p).optimizer.lr for p in sorted(exp_dir.glob("fold*/.hydra/config.yaml"))}
+    if len(lrs) != 1:
+        raise ValueError(f"{exp_dir}: its folds' configs give learning rates {sorted(lrs)}, want one")
+    return lrs.pop()
 
 
 def pretraining_glyphs(recipe: str) -> str:
@@ -287,14 +298,14 @@ def pretraining_glyphs(recipe: str) -> str:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| data | recipe | pretraining glyphs | pretraining epochs | folds x epochs | minutes | test (floor) "
-        "| OOF | test - OOF | gap closed | AUC |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| data | recipe | pretraining glyphs | pretraining epochs | folds x epochs | fine-tune lr | minutes "
+        "| test (floor) | OOF | test - OOF | gap closed | AUC |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['data']} | {r['recipe']} | {r['pretraining glyphs']} | {r['pretraining epochs']} | "
-            f"{r['folds']} x {r['epochs']} | "
+            f"{r['folds']} x {r['epochs']} | {r['lr']:g} | "
             f"{r['minutes']:.1f} | {r['test']:.4f} ({r['floor']:.4f}) | {r['oof']:.4f} | "
             f"{r['test'] - r['oof']:+.4f} | {r['gap']:.1%} | {r['auc']:.3f} |"
         )

@@ -90,9 +90,10 @@ EASY = Benchmark(
 )
 FULL = Benchmark(
     data="data/full_procedural",
-    base=[  # measured with cpu_full's max head of then (cpu_full pools by lse since 2026-12-01)
+    base=[  # measured with cpu_full's max head and lr of then (lse since 2026-12-01, lr 2e-3 since 12-02)
         "experiment=cpu_full",
         "backbone.global_pool=max",
+        "optimizer.lr=1e-3",
         "trainer.epochs=4",
         f"backbone.weights={FULL_WEIGHTS}",
     ],

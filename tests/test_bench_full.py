@@ -7,6 +7,8 @@ import importlib.util
 import math
 import sys
 
+import pytest
+
 from .conftest import REPO
 
 
@@ -145,7 +147,21 @@ def test_the_default_60_epoch_pretraining_names_its_stages_apart_and_shows_its_e
     assert old.pretrain_tag() == "" and old.pretrain_text("dacon7-A") == "30"
     assert old.pretrain_text("scratch") == "-"
     row = {"data": "procedural", "recipe": "procedural", "pretraining glyphs": "procedural"}
-    row |= {"pretraining epochs": "60", "folds": 5, "epochs": 5, "minutes": 30.0, "test": 0.8}
+    row |= {"pretraining epochs": "60", "folds": 5, "epochs": 5, "lr": 0.002, "minutes": 30.0, "test": 0.8}
     row |= {"oof": 0.79, "floor": 0.5, "gap": 0.6, "auc": 0.8}
     header, _, line = bf.table([row]).splitlines()
     assert header.split(" | ")[3] == "pretraining epochs" and line.split(" | ")[3] == "60"
+    assert header.split(" | ")[5] == "fine-tune lr" and line.split(" | ")[5] == "0.002"
+
+
+def test_a_rows_learning_rate_is_the_one_its_folds_ran_with(tmp_path):
+    """cpu_full's learning rate changed (1e-3, then 2e-3): the table reads each row's from its folds."""
+    bf = bench_module()
+    exp = tmp_path / "bench_x"
+    for fold, lr in ((0, 0.002), (1, 0.002)):
+        (exp / f"fold{fold}" / ".hydra").mkdir(parents=True)
+        (exp / f"fold{fold}" / ".hydra" / "config.yaml").write_text(f"optimizer:\n  lr: {lr}\n")
+    assert bf.fine_tune_lr(exp) == 0.002
+    (exp / "fold1" / ".hydra" / "config.yaml").write_text("optimizer:\n  lr: 0.001\n")
+    with pytest.raises(ValueError, match="learning rates"):
+        bf.fine_tune_lr(exp)
