@@ -23,8 +23,9 @@ Recipes (glyph pretraining of multimnist_fcn on 30,000 crops per epoch, then `ex
   fold's training images (`data.pseudo_labels`). Its test score is transductive: the model has seen
   the test images (never their answers); the OOF is still on labelled images alone.
 
-A row may name a variant of the fine-tuning after `@` (DATA:RECIPE@VARIANT, VARIANTS below): its
-overrides go to every fine-tuning stage of the row and its name to the row's experiments.
+A row may name variants of the fine-tuning after `@` (DATA:RECIPE@VARIANT[,VARIANT...], VARIANTS
+below): their overrides go to every fine-tuning stage of the row and their names to the row's
+experiments (`@max,lr1`: `_max_lr1`).
 
 Each row's minutes are everything after the data: pretraining, fine-tuning, the ensemble (and for
 self-training, both rounds). Finished stages are reused with their recorded times, so re-running
@@ -70,6 +71,7 @@ VARIANTS = {  # DATA:RECIPE@VARIANT: extra fine-tuning overrides (a lever, judge
     "max": ["backbone.global_pool=max"],  # cpu_full's head before 2026-12-01: each letter's best place
     "seed1": ["trainer.seed=1"],  # the fine-tune's seed (init, shuffle, augmentation): the spread of a row
     "lr1": ["optimizer.lr=1e-3"],  # cpu_full's learning rate before 2026-12-02 (2e-3 since)
+    "lr4": ["optimizer.lr=4e-3"],  # twice cpu_full's: does the rise from 1e-3 to 2e-3 go on?
 }
 DEFAULT_ROWS = (
     "procedural:scratch",
@@ -201,7 +203,7 @@ class Bench:
             "trainer.progress=false",
         ]
         train += [f"backbone.weights={weights}"] if weights else []
-        train += [*(VARIANTS[variant] if variant else []), *extra]
+        train += [*variant_overrides(variant), *extra]
         ens = [
             "-m",
             "multimnist.ensemble",
@@ -232,7 +234,7 @@ class Bench:
             weights, seconds = self.pretrain(source)
             minutes += seconds / 60
         base = source.replace("-", "") + self.budget.pretrain_tag()
-        suffix = f"_{variant}" if variant else ""
+        suffix = "".join(f"_{v}" for v in variant.split(",") if v)
         exp = f"bench_{tag}_{base}_e{self.budget.epochs}{suffix}"
         minutes += self.fine_tune(data, exp, weights, variant) / 60
         again = self_rounds(recipe)
@@ -258,7 +260,7 @@ class Bench:
         b = self.budget
         return {
             "data": dataset,
-            "recipe": f"{recipe} + {' '.join(VARIANTS[variant])}" if variant else recipe,
+            "recipe": f"{recipe} + {' '.join(variant_overrides(variant))}" if variant else recipe,
             "pretraining glyphs": pretraining_glyphs(recipe),
             "pretraining epochs": b.pretrain_text(recipe),
             "exp": exp,
@@ -272,6 +274,11 @@ class Bench:
             "gap": (acc - floor) / (1 - floor),
             "auc": sum(auc) / len(auc),
         }
+
+
+def variant_overrides(variant: str) -> list[str]:
+    """The fine-tuning overrides of `VARIANT[,VARIANT...]` ("" for none), in the order named."""
+    return [o for v in variant.split(",") if v for o in VARIANTS[v]]
 
 
 def fine_tune_lr(exp_dir: Path) -> float:
@@ -319,7 +326,7 @@ def main() -> int:
         "--rows",
         nargs="*",
         default=None,
-        help=f"DATA:RECIPE[@VARIANT]; data {DATASETS}, recipes {RECIPES}, variants {tuple(VARIANTS)}",
+        help=f"DATA:RECIPE[@VARIANT[,...]]; data {DATASETS}, recipes {RECIPES}, variants {tuple(VARIANTS)}",
     )
     parser.add_argument("--experiments", default=str(ROOT / "experiments"))
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
@@ -335,10 +342,11 @@ def main() -> int:
     for spec in rows:
         dataset, _, recipe = spec.partition(":")
         recipe, _, variant = recipe.partition("@")
-        if dataset not in DATASETS or recipe not in RECIPES or (variant and variant not in VARIANTS):
+        unknown = [v for v in variant.split(",") if variant and v not in VARIANTS]
+        if dataset not in DATASETS or recipe not in RECIPES or unknown:
             parser.error(
-                f"--rows {spec}: want DATA:RECIPE[@VARIANT] with data in {DATASETS}, recipe in {RECIPES}"
-                f" and variant in {tuple(VARIANTS)}"
+                f"--rows {spec}: want DATA:RECIPE[@VARIANT[,...]] with data in {DATASETS}, recipe in "
+                f"{RECIPES} and variants in {tuple(VARIANTS)}"
             )
         results.append(bench.row(dataset, recipe, variant))
         print(table(results), flush=True)

@@ -165,3 +165,19 @@ def test_a_rows_learning_rate_is_the_one_its_folds_ran_with(tmp_path):
     (exp / "fold1" / ".hydra" / "config.yaml").write_text("optimizer:\n  lr: 0.001\n")
     with pytest.raises(ValueError, match="learning rates"):
         bf.fine_tune_lr(exp)
+
+
+def test_variants_combine_in_the_named_order_in_overrides_and_experiment_names(tmp_path, monkeypatch):
+    """`@seed1,lr1` replays a row of before (fine-tuned at lr 1e-3) at another seed: both overrides in
+    every fine-tune, both names in its experiments."""
+    bf = bench_module()
+    bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget(pretrain_epochs=30))
+    stages = []
+    monkeypatch.setattr(bench, "stage", lambda key, done, cmds: stages.append((key, cmds)) or 60.0)
+    monkeypatch.setattr(bench, "result", lambda dataset, recipe, exp, minutes, variant: (exp, minutes))
+    exp, _ = bench.row("procedural", "procedural+self", "seed1,lr1")
+    assert exp == "bench_procedural_self_e5_seed1_lr1"
+    tunes = [cmds[0] for key, cmds in stages if key.startswith("fine-tune")]
+    assert len(tunes) == 2
+    assert all(cmd[-4:-2] == ["trainer.seed=1", "optimizer.lr=1e-3"] for cmd in tunes), tunes
+    assert bf.variant_overrides("") == [] and bf.variant_overrides("lr1") == ["optimizer.lr=1e-3"]
