@@ -281,6 +281,11 @@ def variant_overrides(variant: str) -> list[str]:
     return [o for v in variant.split(",") if v for o in VARIANTS[v]]
 
 
+def unknown_variants(variant: str) -> list[str]:
+    """The names in `VARIANT[,VARIANT...]` that VARIANTS lacks."""
+    return [v for v in variant.split(",") if variant and v not in VARIANTS]
+
+
 def fine_tune_lr(exp_dir: Path) -> float:
     """The learning rate a row's folds fine-tuned at, as their stored config says (cpu_full's default
     changed on 2026-12-02, so a folder of older runs holds both)."""
@@ -342,8 +347,7 @@ def main() -> int:
     for spec in rows:
         dataset, _, recipe = spec.partition(":")
         recipe, _, variant = recipe.partition("@")
-        unknown = [v for v in variant.split(",") if variant and v not in VARIANTS]
-        if dataset not in DATASETS or recipe not in RECIPES or unknown:
+        if dataset not in DATASETS or recipe not in RECIPES or unknown_variants(variant):
             parser.error(
                 f"--rows {spec}: want DATA:RECIPE[@VARIANT[,...]] with data in {DATASETS}, recipe in "
                 f"{RECIPES} and variants in {tuple(VARIANTS)}"

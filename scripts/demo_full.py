@@ -16,7 +16,7 @@ Prints the share of the all-zeros->perfect gap closed on the test set, the OOF e
 macro ROC-AUC and the minutes; the stages are scripts/bench_full.py's (which runs every recipe side by
 side), so a finished demo is a row of that benchmark and re-running reuses finished stages.
 
-    python scripts/demo_full.py [--dacon7 mnist_data/] [--recipe procedural|procedural+self|dacon7-A|...]
+    python scripts/demo_full.py [--dacon7 mnist_data/] [--recipe procedural|dacon7-A|...] [--variant lr1]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench_full import RECIPES, ROOT, Bench, Budget, table
+from bench_full import RECIPES, ROOT, VARIANTS, Bench, Budget, table, unknown_variants
 
 BAR = 0.30
 
@@ -34,6 +34,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dacon7", default=None, help="mnist_data's CSVs (or folder): real-handwriting data")
     parser.add_argument("--recipe", default="procedural", choices=RECIPES)
+    parser.add_argument(
+        "--variant",
+        default="",
+        help=f"the fine-tuning's VARIANT[,VARIANT...] of {tuple(VARIANTS)} (lr1: as before 2026-12-02)",
+    )
     parser.add_argument("--experiments", default=str(ROOT / "experiments"))
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     for name, value in vars(Budget()).items():
@@ -41,9 +46,11 @@ def main() -> int:
     args = parser.parse_args()
     if args.recipe.startswith("dacon7-A") and not args.dacon7:
         parser.error("--recipe dacon7-A pretrains on the competition's glyphs: give --dacon7 FILE_OR_DIR")
+    if unknown := unknown_variants(args.variant):
+        parser.error(f"--variant {args.variant}: unknown {unknown}; choose from {tuple(VARIANTS)}")
     budget = Budget(**{k: getattr(args, k) for k in vars(Budget())})
     bench = Bench(Path(args.experiments), Path(args.data_dir), budget, args.dacon7)
-    r = bench.row("dacon7-B" if args.dacon7 else "procedural", args.recipe)
+    r = bench.row("dacon7-B" if args.dacon7 else "procedural", args.recipe, args.variant)
     print(f"\n{table([r])}\n")
     print(
         f"[demo-full] test accuracy {r['test']:.4f} vs all-zeros floor {r['floor']:.4f}: {r['gap']:.1%} of "

@@ -181,3 +181,4 @@ def test_variants_combine_in_the_named_order_in_overrides_and_experiment_names(t
     assert len(tunes) == 2
     assert all(cmd[-4:-2] == ["trainer.seed=1", "optimizer.lr=1e-3"] for cmd in tunes), tunes
     assert bf.variant_overrides("") == [] and bf.variant_overrides("lr1") == ["optimizer.lr=1e-3"]
+    assert bf.unknown_variants("seed1,lr9") == ["lr9"] and bf.unknown_variants("") == []
