@@ -234,7 +234,7 @@ class Bench:
             weights, seconds = self.pretrain(source)
             minutes += seconds / 60
         base = source.replace("-", "") + self.budget.pretrain_tag()
-        suffix = "".join(f"_{v}" for v in variant.split(",") if v)
+        suffix = "".join(f"_{v}" for v in variant_names(variant))
         exp = f"bench_{tag}_{base}_e{self.budget.epochs}{suffix}"
         minutes += self.fine_tune(data, exp, weights, variant) / 60
         again = self_rounds(recipe)
@@ -276,14 +276,19 @@ class Bench:
         }
 
 
+def variant_names(variant: str) -> list[str]:
+    """The names in `VARIANT[,VARIANT...]`, in the order given ("" names none)."""
+    return [v for v in variant.split(",") if v]
+
+
 def variant_overrides(variant: str) -> list[str]:
-    """The fine-tuning overrides of `VARIANT[,VARIANT...]` ("" for none), in the order named."""
-    return [o for v in variant.split(",") if v for o in VARIANTS[v]]
+    """The fine-tuning overrides of the named variants, in their order."""
+    return [o for v in variant_names(variant) for o in VARIANTS[v]]
 
 
 def unknown_variants(variant: str) -> list[str]:
-    """The names in `VARIANT[,VARIANT...]` that VARIANTS lacks."""
-    return [v for v in variant.split(",") if variant and v not in VARIANTS]
+    """The named variants that VARIANTS lacks."""
+    return [v for v in variant_names(variant) if v not in VARIANTS]
 
 
 def fine_tune_lr(exp_dir: Path) -> float:
@@ -303,8 +308,9 @@ def pretraining_glyphs(recipe: str) -> str:
         "handdrawn": "procedural, redrawn by hand",
         "dacon7-A": "dacon7 pool A",
     }[source]
-    if self_rounds(recipe):
-        text += ", then + harvested" + (", twice" if self_rounds(recipe) == 2 else "")
+    rounds = self_rounds(recipe)
+    if rounds:
+        text += ", then + harvested" + (", twice" if rounds == 2 else "")
     return text
 
 

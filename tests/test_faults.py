@@ -26,7 +26,9 @@ from multimnist.rundir import load_checkpoint, load_logits
 from .conftest import TIMING, fold_cfg, small_run_args
 
 # small_cnn at 128 px, batch 8: ~1 s per epoch on 2 cores, long enough to be stopped inside one.
-SLOW_EPOCHS = ("backbone.img_size=128", "trainer.batch_size=8", "trainer.epochs=3")
+# Epochs of ~2 s (256 px), so a signal sent a fixed share of epoch 0's time after its checkpoint lands
+# inside epoch 1 by a wide margin on either side, even when another test process halves this one's speed.
+SLOW_EPOCHS = ("backbone.img_size=256", "trainer.batch_size=8", "trainer.epochs=3")
 
 
 def train_cmd(root: Path, tmp_path: Path, exp: str) -> list[str]:
@@ -59,9 +61,10 @@ def start_and_stop_mid_epoch(cmd: list[str], run: Path, sig: int) -> tuple[subpr
         assert time.monotonic() < deadline, "epoch 0 never finished"
         time.sleep(0.02)
     epoch_s = float(pd.read_csv(run / "metrics.csv").seconds.iloc[0])
-    # Half an epoch in: at 0.3 the signal once landed before epoch 1's first batch, with another test
-    # process slowing this one's start of epoch; the check below still catches a signal sent too late.
-    time.sleep(0.5 * epoch_s)
+    # A quarter of an epoch: inside epoch 1 (13 batches) while epoch 0 ran 0.3-3x as long as epoch 1,
+    # as when another test loads the machine for one of them. With 0.6 s epochs the signal once landed
+    # after epoch 1 had ended.
+    time.sleep(0.25 * epoch_s)
     assert proc.poll() is None, "the run ended before it could be stopped"
     assert len(pd.read_csv(run / "metrics.csv")) == 1  # epoch 1 has not finished
     proc.send_signal(sig)
