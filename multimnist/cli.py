@@ -18,7 +18,7 @@ from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf.errors import OmegaConfBaseException
 
-from multimnist.config import register_configs
+from multimnist.config import CONF_DIR, register_configs
 from multimnist.data.dacon import DatasetError
 from multimnist.io import DiskFull, OutputError, ensure_writable
 
@@ -101,6 +101,7 @@ def describe(err: BaseException) -> str:
     keyed = next((e for e in reversed(chain) if getattr(e, "full_key", None)), None)
     first = " ".join(str(err).split())
     if keyed is None:
+        first = re.sub(r"\s*\b\w+_schema\b", "", first)  # the typed schemas are not options
         return re.sub(r"\s*Available options in '(\w+)':\s*", r"; options for \1: ", first)
     detail = " ".join(str(getattr(keyed, "msg", keyed)).split())
     detail = re.sub(r"\s*full_key: \S+ object_type=\S+", "", detail)  # the key is named already
@@ -108,9 +109,26 @@ def describe(err: BaseException) -> str:
     return f"{keyed.full_key}: {detail}" + (f" (override {override.group(1)})" if override else "")
 
 
+def refuse_schemas(args: list[str]) -> None:
+    """`backbone=backbone_schema`: the typed schema every option builds on is stored in the group
+    (Hydra needs it there), but it is no option; say so with the options, before Hydra composes."""
+    for arg in args:
+        found = re.fullmatch(r"\+{0,2}([\w/]+)=(\w+_schema)", arg)
+        if found and (CONF_DIR / found.group(1)).is_dir():
+            group = found.group(1)
+            options = ", ".join(sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")))
+            print(
+                f"error: {arg}: {found.group(2)} is the schema of {group}'s options, not one of them; "
+                f"options for {group}: {options}",
+                file=sys.stderr,
+            )
+            sys.exit(2)
+
+
 def run_cli(hydra_main: Callable[[], Any]) -> None:
     """Call `hydra_main` (a function decorated with @hydra.main) the way `python -m` does."""
     register_configs()
+    refuse_schemas(sys.argv[1:])
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises its errors instead of printing them
     try:

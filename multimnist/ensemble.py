@@ -166,6 +166,7 @@ def ensemble_into(out: Path, cfg: DictConfig, exp: str, names: list[str], runs: 
     raw = aggregate(oof, chosen.aggregation, view_columns(chosen.views), weights)
     calibrated = aggregate(oof, chosen.aggregation, view_columns(chosen.views), weights, chosen.temperature)
     report = {
+        "exp": exp,  # whose ensemble this is: predict reads its folds from the folder it lies in
         "oof_accuracy": chosen.oof_accuracy,
         "test_accuracy": chosen.test_accuracy,
         "floor": answers.floor,

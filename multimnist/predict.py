@@ -1,11 +1,14 @@
 """Apply an ensembled experiment to any folder of images:
 `python -m multimnist.predict exp=NAME images=DIR out=FILE.csv` (Hydra).
 
-Runs every fold checkpoint (best.pt) that `<experiments>/<exp>/ensemble/ensemble.json` combined, with
+Runs every fold checkpoint (best.pt) that `<experiments>/<exp>/ensemble/ensemble.json` combined, read
+from `<experiments>/<exp>/` itself (a copied or renamed experiment predicts with its own folds; folds of
+other experiments the ensemble combined are read from theirs, and the log names each), with
 each fold's TTA views, then the aggregation, views, temperature, thresholds and count rule the
 ensemble chose, exactly as it made its submission. The images are validated like the data layer's
-(8-bit gray PNGs of the training image size). Writes `index,a..z` (0/1; the index is the file name's
-number, as Dacon's ids) followed by `p_a..p_z` (the calibrated probabilities).
+(8-bit gray PNGs of the training image size), and each file name is a number, the row's index (as
+Dacon's ids: 50000.png ...); two files of one number are refused. Writes `index,a..z` (0/1) followed
+by `p_a..p_z` (the calibrated probabilities).
 """
 
 from __future__ import annotations
@@ -42,9 +45,38 @@ def image_split(folder: Path, size: int) -> Split:
         log.warning(
             "%d image(s) are not 8-bit gray and will be converted, e.g. %s", len(warnings), warnings[0]
         )
-    stems = [p.stem for p in paths]
-    ids = np.array([int(s) for s in stems] if all(s.isdigit() for s in stems) else range(len(paths)))
-    return Split("predict", ids.astype(np.int64), tuple(paths), None)
+    named = next((p for p in paths if not p.stem.isdigit()), None)
+    if named is not None:
+        raise DatasetError(
+            f"{named}: the file name is not a number; predict writes each image's number as its index "
+            "(as Dacon's ids: 50000.png ...): rename the images, or move this one out"
+        )
+    ids = np.array([int(p.stem) for p in paths], dtype=np.int64)
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        twice = int(unique[counts > 1][0])
+        both = [p.name for p, i in zip(paths, ids, strict=True) if i == twice]
+        raise DatasetError(f"{folder}: {' and '.join(both)} are both image {twice}; keep one of them")
+    return Split("predict", ids, tuple(paths), None)
+
+
+def fold_runs(experiments: Path, exp: str, record: dict) -> list[Path]:
+    """The fold folders to predict with: the ensemble's own experiment's folds from `exp`'s folder
+    (where the record now lies, whatever the experiment was called when it was ensembled), other
+    experiments' folds from theirs. A missing folder is one line naming it."""
+    names = {r["exp"] for r in record["runs"]}
+    owner = record.get("exp") or (names.pop() if len(names) == 1 else None)
+    dirs = []
+    for r in record["runs"]:
+        name = exp if r["exp"] == owner else r["exp"]
+        run_dir = fold_dir(experiments, name, int(r["fold"]))
+        if not run_dir.is_dir():
+            raise FileNotFoundError(
+                f"{run_dir}: not found, and {ensemble_dir(experiments, exp) / ENSEMBLE_RECORD} combined it; "
+                f"put it back, or re-run python -m multimnist.ensemble exp={exp}"
+            )
+        dirs.append(run_dir)
+    return dirs
 
 
 def read_choice(experiments: Path, exp: str) -> tuple[dict, Candidate, tuple[int, int] | None]:
@@ -87,7 +119,8 @@ def run_predict(cfg: DictConfig) -> Path:
     ensure_writable(out.parent, "out", out)
     experiments = Path(cfg.paths.experiments)
     record, chosen, count_range = read_choice(experiments, cfg.exp)
-    run_dirs = [fold_dir(experiments, r["exp"], int(r["fold"])) for r in record["runs"]]
+    run_dirs = fold_runs(experiments, cfg.exp, record)
+    log.info("predicting with %s", ", ".join(f"{d.parent.name}/{d.name}" for d in run_dirs))
     split = image_split(Path(cfg.images), int(read_config(run_dirs[0])["data"]["image_size"]))
     loading = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers}
     stacked = np.stack(

@@ -77,6 +77,11 @@ def require_pretrained(name: str, pretrained: bool, pretrained_file: str | None 
     """Where `backbone.pretrained=true` will read `name`'s weights from (None when not pretrained);
     PretrainedUnavailable (one line) when it could not, before any data is read."""
     if not pretrained:
+        if pretrained_file is not None:  # a key that would do nothing
+            raise PretrainedUnavailable(
+                f"backbone.pretrained_file={pretrained_file} is read only with backbone.pretrained=true: "
+                "add backbone.pretrained=true, or give any state dict as backbone.weights=FILE"
+            )
         return None
     if pretrained_file is not None:
         if not Path(pretrained_file).is_file():

@@ -388,12 +388,21 @@ def load_checkpoint(path: Path, remedy: str = "delete it to start the fold over"
     traceback.
     """
     import torch  # here: reading run folders (the ensemble, `--help`) needs no torch otherwise
+    from safetensors import SafetensorError  # torch.load reads .safetensors files through it
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, pickle.UnpicklingError) as err:
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        zipfile.BadZipFile,
+        ValueError,
+        pickle.UnpicklingError,
+        SafetensorError,
+    ) as err:
         raise ValueError(
             f"{path}: unreadable checkpoint, cut short or corrupt ({err.__class__.__name__}: "
             f"{first_line(err)}); {remedy}"

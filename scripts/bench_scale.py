@@ -9,7 +9,9 @@ validate + fingerprint; build the image cache at 256 and at 128 px; folds; a sli
 views of every OOF row; predict on every test image with 5 folds. The ensemble and predict stages run
 on synthetic fold runs (random logits, untrained weights: said in the table), since training 5 real
 folds at this size is a GPU's job; their cost does not depend on what the numbers are.
-Prints one table; run it at two sizes to see how each stage grows.
+Prints one table; run it at two sizes to see how each stage grows. `--out` must be new, empty or an
+earlier bench-scale folder: one holding anything else is refused (exit 2), nothing there touched.
+Exit 1 when a stage fails.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from multimnist.io import OutputError, claim_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = (
@@ -161,6 +165,16 @@ def fake_runs(args: argparse.Namespace, layout, exps: Path) -> None:
         np.save(run / "test_logits.npy", rng.normal(0, 1.5, (len(test), args.views, 26)).astype(np.float32))
 
 
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every argument in range, every stage known: argparse's one line and exit 2 otherwise."""
+    for key in ("n_train", "n_test", "batches", "views", "predict_views"):
+        if getattr(args, key) < 1:
+            parser.error(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
+    unknown = [s for s in args.stages.split(",") if s not in STAGES]
+    if unknown:
+        parser.error(f"--stages: unknown stage {unknown[0]!r}; stages: {','.join(STAGES)}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-train", type=int, default=50000)
@@ -172,18 +186,24 @@ def main() -> int:
     parser.add_argument("--stages", default=",".join(STAGES))
     parser.add_argument("--stage", help=argparse.SUPPRESS)  # internal: run one stage, print JSON
     args = parser.parse_args()
+    check_args(parser, args)
     if args.stage:
         started = time.perf_counter()
         note = stage(args.stage, args)
         print(json.dumps({"seconds": time.perf_counter() - started, "peak_mb": peak_mb(), "note": note}))
         return 0
-    rows = []
+    try:
+        claim_folder(args.out, "bench_scale")
+    except OutputError as err:
+        parser.error(str(err))
+    rows, failed = [], False
     for name in args.stages.split(","):
         cmd = [sys.executable, __file__, "--stage", name, *sys.argv[1:]]
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if done.returncode != 0:
             print(done.stderr[-3000:], file=sys.stderr)
             rows.append((name, float("nan"), float("nan"), "FAILED"))
+            failed = True
             break
         result = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append((name, result["seconds"], result["peak_mb"], result["note"]))
@@ -193,7 +213,7 @@ def main() -> int:
     n = args.n_train + args.n_test
     for name, seconds, mb, note in rows:
         print(f"| {name} | {seconds:.1f} | {mb:.0f} | {1000 * seconds / n:.2f} | {note} |")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

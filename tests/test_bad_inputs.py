@@ -267,7 +267,78 @@ CASES: list[tuple[str, str, Callable[[World], list[str]], tuple[str, ...]]] = [
         lambda w: _pseudo_labels_on_a_train_id(w),
         ("pseudo_train_id.csv", "index 5"),
     ),
+    # weights files
+    (
+        "pretrained_file a text file",
+        "train",
+        lambda w: _pretrained_file(w, "notes.safetensors", b"these are my notes, not weights\n"),
+        ("backbone.pretrained_file=", "notes.safetensors", "timm cannot load it"),
+    ),
+    (
+        "pretrained_file another network's, .pth",
+        "train",
+        lambda w: _pretrained_file(w, "resnet18.pth"),
+        ("backbone.pretrained_file=", "resnet18.pth", "size mismatch"),
+    ),
+    (
+        "pretrained_file another network's, .safetensors",
+        "train",
+        lambda w: _pretrained_file(w, "resnet18.safetensors"),
+        ("resnet18.safetensors", "size mismatch"),
+    ),
+    (
+        "pretrained_file another network's, pretrain",
+        "pretrain",
+        lambda w: [
+            *_pretrained_file(w, "resnet18_p.pth")[-3:],
+            f"paths.experiments={w.exp}",
+            "crops.per_epoch=8",
+        ],
+        ("resnet18_p.pth", "size mismatch"),
+    ),
+    (
+        "pretrained_file without pretrained",
+        "train",
+        lambda w: w.train_args("pf_off", f"backbone.pretrained_file={w.root / 'missing.pth'}"),
+        ("backbone.pretrained_file=", "backbone.pretrained=true", "backbone.weights=FILE"),
+    ),
+    (
+        "weights a garbage .safetensors",
+        "train",
+        lambda w: w.train_args("wg", f"backbone.weights={_weights_file(w, 'garbage.safetensors', b'xx')}"),
+        ("garbage.safetensors", "unreadable"),
+    ),
+    (
+        "the backbone schema as an option",
+        "train",
+        lambda w: w.train_args("schema", "backbone=backbone_schema"),
+        ("backbone_schema is the schema", "options for backbone: effnet_b0"),
+    ),
 ]
+
+
+def _weights_file(w: World, name: str, content: bytes | None = None) -> Path:
+    """A weights file for a case: `content` as is, or another architecture's state dict (resnet18)."""
+    path = w.root / name
+    if content is not None:
+        path.write_bytes(content)
+    elif name.endswith(".safetensors"):
+        import timm
+        from safetensors.torch import save_file
+
+        save_file(timm.create_model("resnet18").state_dict(), str(path))
+    else:
+        import timm
+
+        torch.save(timm.create_model("resnet18").state_dict(), path)
+    return path
+
+
+def _pretrained_file(w: World, name: str, content: bytes | None = None) -> list[str]:
+    path = _weights_file(w, name, content)
+    return w.train_args(
+        "pf", "backbone=tf_effnet_lite0", "backbone.pretrained=true", f"backbone.pretrained_file={path}"
+    )
 
 
 def _pseudo_labels_on_a_train_id(w: World) -> list[str]:
@@ -425,3 +496,62 @@ def test_names_and_shapes_a_schema_type_cannot_say_are_checked(config, override,
 def test_an_unknown_glyph_source_option_names_the_key():
     with pytest.raises(ValueError, match="glyphs.options.foo: not an option of glyphs=procedural"):
         load_glyphs("procedural", foo=1)
+
+
+# --- predict reads the experiment it is named; image names are the indices --------------------------
+
+
+def _predict(world: World, exp: str, images: Path, out: str = "pred.csv") -> subprocess.CompletedProcess:
+    args = [f"exp={exp}", f"images={images}", f"out={world.root / out}", f"paths.experiments={world.exp}"]
+    return cli("predict", *args, "progress=false", "num_workers=0", cwd=world.root)
+
+
+def test_a_copied_experiment_predicts_with_its_own_folds(world, good_outputs):
+    images = world.data / "test_dirty_mnist_2nd"
+    shutil.copytree(world.exp / "good", world.exp / "copied")
+    done = _predict(world, "copied", images, "copied.csv")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "predicting with copied/fold0" in done.stdout + done.stderr
+    assert (world.root / "copied.csv").read_bytes() == _predict_good(world, images)
+    best = world.exp / "copied" / "fold0" / "best.pt"
+    best.write_bytes(best.read_bytes()[: best.stat().st_size // 2])  # the copy's checkpoint, damaged
+    assert_one_error_line(_predict(world, "copied", images, "cut.csv"), str(best), "unreadable")
+    ens = [
+        f"paths.experiments={world.exp}",
+        "exp=copied",
+        "ensemble.allow_partial=true",
+        "ensemble.plots=false",
+    ]
+    done = cli("ensemble", *ens, "ensemble.repredict=true", cwd=world.root)  # re-predicts from its own too
+    assert_one_error_line(done, str(best), "unreadable")
+    shutil.rmtree(world.exp / "copied" / "fold0")
+    assert_one_error_line(_predict(world, "copied", images, "gone.csv"), "copied/fold0: not found")
+    good_outputs()
+
+
+def _predict_good(world: World, images: Path) -> bytes:
+    done = _predict(world, "good", images, "good.csv")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return (world.root / "good.csv").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (("60.png", "61.png", "abc.png"), "abc.png: the file name is not a number"),
+        (("63.png", "00063.png"), "00063.png and 63.png are both image 63"),
+    ],
+)
+def test_predict_refuses_images_it_cannot_number(world, tmp_path, names, message):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in names:
+        shutil.copy(world.data / "test_dirty_mnist_2nd" / "00120.png", folder / name)
+    assert_one_error_line(_predict(world, "good", folder, "named.csv"), message)
+    assert not (world.root / "named.csv").exists()
+
+
+def test_a_wrong_option_lists_the_options_without_the_schema(world):
+    done = cli("train", *world.train_args("x"), "backbone=nope", cwd=world.root)
+    assert_one_error_line(done, "options for backbone", "effnet_b5")
+    assert "backbone_schema" not in done.stderr

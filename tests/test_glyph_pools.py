@@ -81,3 +81,55 @@ def test_an_unknown_pool_is_refused_naming_the_key():
 
     with pytest.raises(ConfigError, match=r"glyphs.pool.*must be one of"):
         validate(compose("synth", ["out=x", "glyphs.pool=C"]))
+
+
+def _lines(path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+DACON7_DAMAGE = {  # name -> (how line 6, the 5th glyph, or the file is damaged; what the error says)
+    "row too long": (lambda ls: ls[:5] + [ls[5] + ",7"] + ls[6:], r"Expected 787 fields in line 6, saw 788"),
+    "row too short": (lambda ls: ls[:5] + [ls[5].rsplit(",", 1)[0]] + ls[6:], r"line 6: 786 fields with a"),
+    "non-numeric pixel": (
+        lambda ls: ls[:5] + [ls[5].rsplit(",", 1)[0] + ",x"] + ls[6:],
+        r"line 6: pixel column 783 is 'x', not a number",
+    ),
+    "pixel 300": (
+        lambda ls: ls[:5] + [ls[5].rsplit(",", 1)[0] + ",300"] + ls[6:],
+        r"line 6: pixel column 783 is 300; pixels are whole numbers 0\.\.255",
+    ),
+    "empty file": (lambda ls: [], r"empty file, not a Dacon-7 mnist_data CSV"),
+    "header only": (lambda ls: ls[:1], r"a header and no glyph rows"),
+}
+
+
+@pytest.mark.parametrize("case", list(DACON7_DAMAGE))
+def test_a_damaged_dacon7_csv_names_the_file_and_line(tmp_path, case):
+    damage, message = DACON7_DAMAGE[case]
+    csv = write_dacon7(tmp_path / "train.csv", per_letter=2)
+    csv.write_text("\n".join(damage(_lines(csv))) + "\n")
+    with pytest.raises(DatasetError, match=rf"^{tmp_path / 'train.csv'}: .*{message}") as err:
+        load_glyphs("dacon7", csv)
+    assert "\n" not in str(err.value)
+
+
+def test_a_folder_without_csv_files_is_named(tmp_path):
+    with pytest.raises(DatasetError, match=rf"^{tmp_path}: a folder with no \.csv file"):
+        load_glyphs("dacon7", tmp_path)
+
+
+def test_the_commands_say_it_in_one_line_with_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    csv = write_dacon7(tmp_path / "train.csv", per_letter=2)
+    csv.write_text("\n".join(DACON7_DAMAGE["non-numeric pixel"][0](_lines(csv))) + "\n")
+    for module, args in (
+        ("synth", [f"out={tmp_path / 'out'}", "n_train=4", "n_test=0"]),
+        ("pretrain", [f"paths.experiments={tmp_path / 'e'}", "backbone=tiny"]),
+    ):
+        cmd = [sys.executable, "-m", f"multimnist.{module}", *args, "glyphs=dacon7", f"glyphs.path={csv}"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.strip().splitlines()[-1].startswith(f"error: {csv}: line 6: pixel column 783")
+        assert "Traceback" not in out.stderr

@@ -20,7 +20,7 @@ from multimnist.build import build_datasets, build_model, make_loader
 from multimnist.config import dataset_args, loader_args
 from multimnist.engine import Batching, Precision, predict
 
-from .conftest import TIMING, fold_cfg, small_run_args
+from .conftest import REPO, TIMING, fold_cfg, small_run_args
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
@@ -197,3 +197,35 @@ def test_slurm_preset_values_reach_the_sbatch_script(tmp_path):
         f"fold={k}" for k in range(5)
     ]
     assert sent["max_num_timeout"] == 3
+
+
+def _bench_scale(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(REPO / "scripts" / "bench_scale.py"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--stages", "nope"], "--stages: unknown stage 'nope'"),
+        (["--n-train", "-5"], "--n-train must be >= 1, got -5"),
+    ],
+)
+def test_bench_scale_refuses_bad_arguments_in_one_line(tmp_path, args, message):
+    done = _bench_scale("--out", str(tmp_path / "scale"), *args)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "scale").exists()
+
+
+def test_bench_scale_never_writes_over_a_folder_it_did_not_create(tmp_path):
+    out = tmp_path / "mine"
+    (out / "data").mkdir(parents=True)
+    (out / "data" / "notes.txt").write_text("my notes")
+    done = _bench_scale("--out", str(out), "--stages", "generate", "--n-train", "4", "--n-test", "2")
+    assert done.returncode == 2 and "holds files bench_scale did not write" in done.stderr
+    assert [p.name for p in out.rglob("*")] == ["data", "notes.txt"]
+    fresh = tmp_path / "fresh"
+    for _ in range(2):  # its own folder: made, then reused
+        done = _bench_scale("--out", str(fresh), "--stages", "generate", "--n-train", "4", "--n-test", "2")
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert (fresh / "data" / "synth.json").is_file()

@@ -253,28 +253,72 @@ def procedural_bank(
     return GlyphBank(np.stack(images), np.asarray(letters), np.arange(n), np.asarray(families))
 
 
+_DACON7_PIXELS = [str(i) for i in range(784)]
+
+
+def _dacon7_frame(path: Path) -> pd.DataFrame:
+    """One Dacon-7 CSV, checked: every problem is a DatasetError naming the file and the line."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: Dacon-7 CSV not found")
+    try:
+        frame = pd.read_csv(path, dtype={"letter": str})
+    except pd.errors.EmptyDataError:
+        raise DatasetError(
+            f"{path}: empty file, not a Dacon-7 mnist_data CSV (id,digit,letter,0..783)"
+        ) from None
+    except pd.errors.ParserError as err:  # "Expected 787 fields in line 6, saw 788"
+        detail = str(err).strip().split("\n")[-1].removeprefix("Error tokenizing data. C error: ")
+        raise DatasetError(f"{path}: {detail} (a row longer than the header)") from None
+    except UnicodeDecodeError:
+        raise DatasetError(
+            f"{path}: not a text CSV (a Dacon-7 mnist_data CSV is id,digit,letter,0..783)"
+        ) from None
+    need = ["id", "letter", *_DACON7_PIXELS]
+    missing = [c for c in need if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"{path}: not a Dacon-7 mnist_data CSV (missing columns {missing[:3]}...)")
+    if frame.empty:
+        raise DatasetError(f"{path}: a header and no glyph rows")
+    bad = ~frame["letter"].astype(str).str.fullmatch(r"[A-Za-z]")
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DatasetError(f"{path}: line {row + 2}: letter {frame['letter'].iloc[row]!r} is not a-z")
+    pixels = frame[_DACON7_PIXELS]
+    if not all(pd.api.types.is_numeric_dtype(t) for t in pixels.dtypes):
+        column = next(c for c, t in pixels.dtypes.items() if not pd.api.types.is_numeric_dtype(t))
+        values = pd.to_numeric(pixels[column], errors="coerce")
+        row = int(np.flatnonzero(values.isna().to_numpy() & pixels[column].notna().to_numpy())[0])
+        raise DatasetError(
+            f"{path}: line {row + 2}: pixel column {column} is {pixels[column].iloc[row]!r}, "
+            "not a number 0..255"
+        )
+    values = pixels.to_numpy(np.float64)
+    short = np.isnan(values).any(axis=1)
+    if short.any():
+        row = int(np.flatnonzero(short)[0])
+        have = 3 + int(np.isfinite(values[row]).sum())
+        raise DatasetError(
+            f"{path}: line {row + 2}: {have} fields with a value, the header has {len(frame.columns)} "
+            "(a short row, or empty pixels)"
+        )
+    outside = (values < 0) | (values > 255) | (values != np.round(values))
+    if outside.any():
+        row, col = (int(v[0]) for v in np.nonzero(outside))
+        raise DatasetError(
+            f"{path}: line {row + 2}: pixel column {col} is {values[row, col]:g}; "
+            "pixels are whole numbers 0..255"
+        )
+    return frame
+
+
 def read_dacon7(paths: list[Path | str], ink_floor: int = 16) -> GlyphBank:
     """Dacon-7 ``mnist_data`` CSVs (train.csv and/or test.csv): ``id,digit,letter,0..783``.
 
     Pixels at or below `ink_floor` (the faint background of those scans) become paper; the rest is
     stretched to full ink range so the compositor can saturate strokes as the competition did.
     """
-    frames = []
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise DatasetError(f"{path}: Dacon-7 CSV not found")
-        frame = pd.read_csv(path, dtype={"letter": str})
-        need = ["id", "letter"] + [str(i) for i in range(784)]
-        missing = [c for c in need if c not in frame.columns]
-        if missing:
-            raise DatasetError(f"{path}: not a Dacon-7 mnist_data CSV (missing columns {missing[:3]}...)")
-        bad = ~frame["letter"].astype(str).str.fullmatch(r"[A-Za-z]")
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DatasetError(f"{path}: line {row + 2}: letter {frame['letter'].iloc[row]!r} is not a-z")
-        frames.append(frame)
-    frame = pd.concat(frames, ignore_index=True)
-    px = frame[[str(i) for i in range(784)]].to_numpy(np.float32).reshape(-1, 28, 28)
+    frame = pd.concat([_dacon7_frame(Path(p)) for p in paths], ignore_index=True)
+    px = frame[_DACON7_PIXELS].to_numpy(np.float32).reshape(-1, 28, 28)
     ink = np.clip((px - ink_floor) * (255.0 / (255 - ink_floor)), 0, 255).astype(np.uint8)
     letters = frame["letter"].str.lower().map(lambda c: ord(c) - ord("a")).to_numpy(np.int64)
     ids = frame["id"].to_numpy(np.int64)
@@ -351,7 +395,15 @@ def _read_source(source: str, path: str | os.PathLike | list | None, seed: int, 
         paths = [path] if isinstance(path, str | os.PathLike) else list(path)
         expanded = []
         for p in map(Path, paths):
-            expanded += sorted(p.glob("*.csv")) if p.is_dir() else [p]
+            found = sorted(p.glob("*.csv")) if p.is_dir() else [p]
+            if not found:
+                raise DatasetError(
+                    f"{p}: a folder with no .csv file; glyphs.path for dacon7 is mnist_data/ "
+                    "(train.csv and/or test.csv) or one CSV"
+                )
+            expanded += found
+        if not expanded:
+            raise DatasetError("glyphs.path for dacon7 names no file")
         return read_dacon7(expanded, **options)
     if source == "emnist":
         return read_emnist(path, **options)
