@@ -72,6 +72,22 @@ VARIANTS = {  # DATA:RECIPE@VARIANT: extra fine-tuning overrides (a lever, judge
     "seed1": ["trainer.seed=1"],  # the fine-tune's seed (init, shuffle, augmentation): the spread of a row
     "lr1": ["optimizer.lr=1e-3"],  # cpu_full's learning rate before 2026-12-02 (2e-3 since)
     "lr4": ["optimizer.lr=4e-3"],  # twice cpu_full's: does the rise from 1e-3 to 2e-3 go on?
+    # The synthetic stream (docs/levers.md): 6,400 images a fold composed each epoch (as many as its
+    # training images) from pool A of --dacon7 (disjoint from the dacon7-B data's glyphs), or from
+    # procedural glyphs; in another layout than the data's (letters clustered, spread 0.8), so a gain
+    # is not the stream matching the data's own layout.
+    "stream": [
+        "synthetic=dacon7",
+        "data.synthetic.glyphs.path={dacon7}",
+        "data.synthetic.glyphs.pool=A",
+        "data.synthetic.per_epoch=6400",
+        "data.synthetic.compositor.spread=0.8",
+    ],
+    "pstream": [
+        "synthetic=procedural",
+        "data.synthetic.per_epoch=6400",
+        "data.synthetic.compositor.spread=0.8",
+    ],
 }
 DEFAULT_ROWS = (
     "procedural:scratch",
@@ -203,7 +219,10 @@ class Bench:
             "trainer.progress=false",
         ]
         train += [f"backbone.weights={weights}"] if weights else []
-        train += [*variant_overrides(variant), *extra]
+        overrides = variant_overrides(variant)
+        if any("{dacon7}" in o for o in overrides) and self.dacon7 is None:
+            raise SystemExit(f"variant {variant} composes from the Dacon-7 glyphs: give --dacon7 FILE_OR_DIR")
+        train += [*(o.format(dacon7=Path(self.dacon7 or ".").resolve()) for o in overrides), *extra]
         ens = [
             "-m",
             "multimnist.ensemble",
@@ -260,7 +279,9 @@ class Bench:
         b = self.budget
         return {
             "data": dataset,
-            "recipe": f"{recipe} + {' '.join(variant_overrides(variant))}" if variant else recipe,
+            "recipe": f"{recipe} + {' '.join(variant_overrides(variant))}".replace("{dacon7}", "mnist_data/")
+            if variant
+            else recipe,
             "pretraining glyphs": pretraining_glyphs(recipe),
             "pretraining epochs": b.pretrain_text(recipe),
             "exp": exp,

@@ -75,7 +75,17 @@ def test_python_commands_compose(line):
         key, value = a.split("=", 1)
         if (
             key
-            in ("backbone", "experiment", "preset", "glyphs", "logger", "trainer", "hparams_search", "recipe")
+            in (
+                "backbone",
+                "experiment",
+                "preset",
+                "glyphs",
+                "logger",
+                "trainer",
+                "hparams_search",
+                "recipe",
+                "synthetic",
+            )
             or "/" in key
         ):
             continue  # group choices: composing them is the check
@@ -84,6 +94,8 @@ def test_python_commands_compose(line):
             node = node[part]
         if isinstance(node, ListConfig):  # typed lists hold their schema's type: [1,2] is [1.0, 2.0]
             assert OmegaConf.to_container(node) == yaml.safe_load(value.replace(",", ", "))
+        elif isinstance(node, bool):
+            assert node == yaml.safe_load(value)
         else:
             assert str(node).replace(" ", "").replace("'", "") == value.replace("'", "")
 
