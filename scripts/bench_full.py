@@ -390,13 +390,37 @@ def main() -> int:
 MARK, END = "<!-- bench-full table (scripts/bench_full.py) -->", "<!-- end of bench-full table -->"
 
 
+def row_key(line: str) -> str:
+    """What names a table row: data, recipe, pretraining glyphs and epochs, folds x epochs, lr."""
+    return "|".join(cell.strip() for cell in line.strip().strip("|").split("|")[:6])
+
+
+def merged(old: str, text: str, commands: list[str]) -> tuple[str, list[str]]:
+    """The section's table and commands with this run's rows and commands merged in: a re-measured
+    row replaces its line, other earlier rows and commands stay (a run of some rows loses none)."""
+    head, rows = text.splitlines()[:2], text.splitlines()[2:]
+    fresh = {row_key(r): r for r in rows}
+    kept, seen = [], set()
+    for line in old.splitlines():
+        if line.startswith("| ") and not line.startswith("| data |"):
+            key = row_key(line)
+            kept.append(fresh.get(key, line))
+            seen.add(key)
+    kept += [r for r in rows if row_key(r) not in seen]
+    block = old.split("```")[1].strip().splitlines() if old.count("```") >= 2 else []
+    return "\n".join(head + kept), list(dict.fromkeys(block + commands))
+
+
 def publish(readme: Path, text: str, commands: list[str]) -> None:
-    """The table and the commands behind it, as the bench-full section of experiments/README.md."""
+    """The table and the commands behind it, as the bench-full section of experiments/README.md,
+    merged with the rows and commands already there."""
+    body = readme.read_text() if readme.is_file() else ""
+    start, end = body.find(MARK), body.find(END)
+    if start >= 0:
+        text, commands = merged(body[start : end if end >= 0 else len(body)], text, commands)
     section = "\n".join([MARK, "", text, "", "Commands (re-running skips finished stages):", "", "```"])
     section += "\n" + "\n".join(commands) + "\n```\n" + END
-    body = readme.read_text() if readme.is_file() else ""
-    if MARK in body:
-        start, end = body.index(MARK), body.find(END)
+    if start >= 0:
         body = body[:start] + section + (body[end + len(END) :] if end >= 0 else "\n")
     else:
         body += "\n" + section + "\n"

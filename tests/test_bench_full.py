@@ -32,15 +32,42 @@ def test_a_finished_stage_keeps_its_recorded_time_and_is_not_run_again(tmp_path)
     assert math.isnan(again.stage("never timed", True, [cmd]))  # finished before times were kept
 
 
-def test_the_table_is_one_section_of_the_experiments_readme(tmp_path):
+def _table(bf, *rows: tuple[str, str, float]) -> str:
+    """A bench-full table of rows (data, recipe, gap)."""
+    return bf.table(
+        [
+            {
+                "data": d,
+                "recipe": r,
+                "pretraining glyphs": "pool A",
+                "pretraining epochs": 60,
+                "folds": "0,1,2,3,4",
+            }
+            | {"epochs": 5, "lr": 2e-3, "minutes": 1.0, "test": 0.6, "floor": 0.5, "oof": 0.6, "gap": gap}
+            | {"auc": 0.6}
+            for d, r, gap in rows
+        ]
+    )
+
+
+def test_the_table_is_one_section_of_the_experiments_readme_and_a_run_merges_into_it(tmp_path):
     bf = bench_module()
     readme = tmp_path / "README.md"
     readme.write_text("# experiments\n\nthe claims table\n")
-    bf.publish(readme, "| old |", ["python -m a"])
-    bf.publish(readme, "| new |", ["python -m b"])
+    bf.publish(
+        readme, _table(bf, ("dacon7-B", "dacon7-A", 0.25), ("procedural", "procedural", 0.5)), ["python -m a"]
+    )
+    bf.publish(
+        readme,
+        _table(bf, ("dacon7-B", "dacon7-A", 0.27), ("dacon7-B", "dacon7-A + stream", 0.3)),
+        ["python -m b"],
+    )
     text = readme.read_text()
     assert text.startswith("# experiments\n\nthe claims table\n") and text.count(bf.MARK) == 1
-    assert "| new |" in text and "| old |" not in text and "python -m b" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| data")]
+    assert [r.split("|")[2].strip() for r in rows] == ["dacon7-A", "procedural", "dacon7-A + stream"]
+    assert "27.0%" in rows[0] and "25.0%" not in text  # the re-measured row replaced in place
+    assert "python -m a" in text and "python -m b" in text  # an earlier row keeps its commands
 
 
 def test_shown_commands_name_the_glyph_folder_as_a_user_writes_it(tmp_path):

@@ -104,3 +104,16 @@ def test_bad_compositor_options_name_the_stream(compositor):
     synthetic["glyphs"]["options"] = {"variants": 1}
     with pytest.raises(ValueError, match=r"^data\.synthetic: compositor config: need 1 <= letters_min"):
         synthetic_stream(synthetic, 0, 64, False, None, 0)
+
+
+def test_the_speed_benchmark_prints_workers_beside_consumption():
+    cmd = [sys.executable, str(REPO / "scripts" / "bench_stream.py"), "--backbone", "tiny", "--n", "8"]
+    cmd += ["--batch", "4", "--steps", "1", "--workers", "1", "--precision", "fp32"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for line in (
+        "(a) generator, one worker:",
+        "(c) trainer consumption:",
+        "workers to keep the trainer fed:",
+    ):
+        assert line in out.stdout
