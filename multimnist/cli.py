@@ -101,8 +101,7 @@ def describe(err: BaseException) -> str:
     keyed = next((e for e in reversed(chain) if getattr(e, "full_key", None)), None)
     first = " ".join(str(err).split())
     if keyed is None:
-        first = re.sub(r"\s*\b\w+_schema\b", "", first)  # the typed schemas are not options
-        return re.sub(r"\s*Available options in '(\w+)':\s*", r"; options for \1: ", first)
+        return describe_missing_option(first)
     detail = " ".join(str(getattr(keyed, "msg", keyed)).split())
     detail = re.sub(r"\s*full_key: \S+ object_type=\S+", "", detail)  # the key is named already
     override = re.match(r"Error merging override (\S+)", str(err))
@@ -125,10 +124,62 @@ def refuse_schemas(args: list[str]) -> None:
             sys.exit(2)
 
 
+# Hydra plugins the project's configs use -> the extra that installs each
+PLUGIN_EXTRAS = {"joblib": "launchers", "submitit_local": "launchers", "submitit_slurm": "launchers"}
+PLUGIN_EXTRAS |= {"optuna": "search"}
+
+
+def describe_missing_option(text: str) -> str:
+    """Hydra's "Could not find 'group/option'" as one line: the plugin's install line for a missing
+    sweeper or launcher, else the group's options (no schemas) with the nearest names first."""
+    text = re.sub(r"\s*Config search path:.*$", "", text)  # Hydra's search path: noise to a user
+    plugin = re.search(r"Could not (?:find|load) 'hydra/(sweeper|launcher)/(\w+)'", text)
+    if plugin and plugin.group(2) in PLUGIN_EXTRAS:
+        kind, name = plugin.groups()
+        return (
+            f"the {name} {kind} plugin is not installed: pip install 'multimnist[{PLUGIN_EXTRAS[name]}]' "
+            "(make setup installs it)"
+        )
+    text = re.sub(r"\s*\b\w+_schema\b", "", text)  # the typed schemas are not options
+    wanted = re.search(r"Could not find '([\w/]+)/(\w+)'", text)
+    options = re.search(r"Available options in '[\w/]+':\s*(.*)$", text)
+    if wanted and options:
+        import difflib
+
+        group, name = wanted.groups()
+        names = options.group(1).split()
+        near = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(near)}? " if near else ""
+        return f"{group}={name}: no such option; {hint}options for {group}: {' '.join(names)}"
+    return re.sub(r"\s*Available options in '(\w+)':\s*", r"; options for \1: ", text)
+
+
+def refuse_cfg_with_multirun(args: list[str]) -> None:
+    """`--cfg job ... -m`: Hydra allows one mode at a time and raises a bare ValueError; say so."""
+    shows = any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in args)
+    if shows and any(a in ("-m", "--multirun") for a in args):
+        print(
+            "error: --cfg shows one job's config, -m runs a sweep: drop -m (and give one value per key)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
+def require_keys(cfg: Any, usage: str) -> None:
+    """The config's mandatory keys (`???`) are all given; else one line naming them and the usage."""
+    from omegaconf import OmegaConf
+
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        print(f"error: {', '.join(missing)}: required; {usage}", file=sys.stderr)
+        sys.exit(2)
+
+
 def run_cli(hydra_main: Callable[[], Any]) -> None:
     """Call `hydra_main` (a function decorated with @hydra.main) the way `python -m` does."""
     register_configs()
     refuse_schemas(sys.argv[1:])
+    refuse_cfg_with_multirun(sys.argv[1:])
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises its errors instead of printing them
     try:

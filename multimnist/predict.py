@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from multimnist.cli import report, run_cli
+from multimnist.cli import report, require_keys, run_cli
 from multimnist.config import inference_args, validate
 from multimnist.data.dacon import DatasetError, Split, check_image_header
 from multimnist.decode import Candidate, aggregate, decode_with, view_columns
@@ -141,6 +141,7 @@ def run_predict(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path="pkg://multimnist.conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
+    require_keys(cfg, "python -m multimnist.predict exp=NAME images=DIR out=FILE.csv")
     report(lambda: run_predict(cfg), exp=cfg.exp)
 
 

@@ -13,13 +13,32 @@ from omegaconf import DictConfig
 from multimnist.cli import report, run_cli
 
 
+def preflight(cfg: DictConfig) -> None:
+    """The checks that need no torch: every value in range (fold within the folds, ...), the data
+    root there, wandb installed when logger=wandb. A mistake fails in about a second."""
+    from multimnist.config import validate
+    from multimnist.data.dacon import DaconLayout, require_root
+
+    validate(cfg)
+    require_root(DaconLayout.from_mapping(cfg.data))
+    if cfg.logger.wandb is not None:
+        from multimnist.tracking import require_wandb
+
+        require_wandb()
+
+
 @hydra.main(version_base="1.3", config_path="pkg://multimnist.conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Returns the fold's best val_loss, so a sweeper (hparams_search=optuna) can minimise it."""
-    from multimnist.fold import best_val_loss, run_fold
+
+    def job() -> float | None:
+        preflight(cfg)  # seconds: before torch and timm load
+        from multimnist.fold import best_val_loss, run_fold
+
+        return best_val_loss(run_fold(cfg))
 
     return report(
-        lambda: best_val_loss(run_fold(cfg)),
+        job,
         "last.pt holds the last finished epoch: re-run the same command to resume",
         exp=cfg.exp,
     )

@@ -82,7 +82,43 @@ def test_unknown_group_option_is_one_line_listing_the_options(tmp_path):
     cmd = [sys.executable, "-m", "multimnist.ensemble", "exp=x", "data=nope"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and len(lines) == 1 and "data/nope" in lines[0] and "dacon" in lines[0]
+    assert done.returncode == 2 and len(lines) == 1 and "data=nope: no such option" in lines[0]
+    assert "options for data: dacon" in lines[0] and "Config search path" not in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["multimnist.train", "backbone=effnet_b55"],
+            "backbone=effnet_b55: no such option; did you mean effnet_b5",
+        ),
+        (["multimnist.train", "--cfg", "job", "fold=0,1", "-m"], "--cfg shows one job's config"),
+        (["multimnist.predict"], "exp, images, out: required; python -m multimnist.predict exp=NAME"),
+    ],
+)
+def test_raw_hydra_text_becomes_one_line_with_the_fix(tmp_path, args, message):
+    done = subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: {message}")
+
+
+def test_a_missing_plugin_says_which_extra_installs_it():
+    from multimnist.cli import describe_missing_option
+
+    hydra_text = (
+        "In 'hparams_search/optuna': Could not find 'hydra/sweeper/optuna' Available options in "
+        "'hydra/sweeper': basic Config search path: provider=hydra, path=pkg://hydra.conf"
+    )
+    assert describe_missing_option(hydra_text) == (
+        "the optuna sweeper plugin is not installed: pip install 'multimnist[search]' "
+        "(make setup installs it)"
+    )
+    launcher = "In 'hydra/launcher/parallel': Could not load 'hydra/launcher/joblib'."
+    assert "pip install 'multimnist[launchers]'" in describe_missing_option(launcher)
 
 
 def test_register_configs_composes_without_importing_an_entry_point():
@@ -189,3 +225,24 @@ def test_users_own_configs_join_through_hydra_searchpath(tmp_path):
     )
     cfg = compose("train", [f"hydra.searchpath=[file://{tmp_path}]", "backbone=mine"])
     assert cfg.backbone.name == "multimnist_tiny" and cfg.backbone.img_size == 48
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("fold=7", "fold=7 is outside 0..4"),
+        ("data.root=/no/such/dacon", "/no/such/dacon: dataset root not found"),
+    ],
+)
+def test_quick_mistakes_fail_before_torch_loads(override, message):
+    """The checks that need no torch run first: with torch made unimportable, the line still comes."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "multimnist.train", override],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert done.returncode == 2 and f"error: {message}" in done.stderr
+    assert "torch" not in imported and "timm" not in imported

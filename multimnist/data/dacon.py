@@ -194,16 +194,21 @@ def _check_images(folder: Path, indices: np.ndarray, size: int, csv: Path, split
     return tuple(paths)
 
 
+def require_root(layout: DaconLayout) -> None:
+    """The dataset root exists (checked before torch loads, so a wrong data.root fails in seconds)."""
+    if not layout.root.is_dir():
+        raise DatasetError(
+            f"{layout.root}: dataset root not found (set data.root to an unzipped Dacon folder)"
+        )
+
+
 def load_split(layout: DaconLayout, split: str) -> Split:
     """Validate one split ("train" or "test") of a dataset root and return its paths and labels.
 
     The train split takes its ids and labels from the answer CSV; the test split takes ids and order
     from sample_submission.csv and labels from test_answer.csv when present (the generator writes one).
     """
-    if not layout.root.is_dir():
-        raise DatasetError(
-            f"{layout.root}: dataset root not found (set data.root to an unzipped Dacon folder)"
-        )
+    require_root(layout)
     if split == "train":
         frame = read_label_csv(layout.path("train_csv"))
         csv, folder, labels = layout.path("train_csv"), layout.path("train_dir"), frame.to_numpy()
