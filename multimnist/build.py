@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from multimnist.data.dacon import DaconLayout, DatasetError, load_split, pseudo_
 from multimnist.data.dataset import ConcatImages, DaconImages
 from multimnist.data.folds import folds_filename, load_or_make_folds
 from multimnist.engine import Batching, TrainStep, resolve_device, resolve_precision
-from multimnist.gpus import claim_slot
+from multimnist.gpus import SlotLock, claim_slot
 from multimnist.io import OutputError, ensure_writable
 from multimnist.losses import build_loss
 from multimnist.model import build_model, input_normalization
@@ -51,7 +51,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def build_device(name: str) -> tuple[torch.device, IO | None]:
+def build_device(name: str) -> tuple[torch.device, SlotLock | None]:
     """The device of this process, and the GPU lock it holds (or None).
 
     Under torchrun each process takes the GPU of its LOCAL_RANK. With `auto` and several GPUs, a

@@ -1,19 +1,19 @@
 """One GPU per job when several jobs share a machine (Hydra's joblib launcher, or several shells).
 
-Each job takes an exclusive lock on a per-GPU file; the kernel drops the lock when the process
-ends, however it ends (kill -9 included), so a crashed job never holds a GPU. A job that finds
-every GPU taken waits for one to come free.
+Each job takes an exclusive lock on a per-GPU file (filelock, as the run folders' locks); the OS
+drops the lock when the process ends, however it ends (kill -9 included), so a crashed job never
+holds a GPU. A job that finds every GPU taken waits for one to come free.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import tempfile
 import time
 from pathlib import Path
-from typing import IO
+
+from filelock import FileLock, Timeout
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,18 @@ def lock_dir() -> Path:
     )
 
 
+class SlotLock:
+    """A held GPU slot: `close()` gives it back (the process ending does too)."""
+
+    def __init__(self, lock: FileLock) -> None:
+        self.lock = lock
+
+    def close(self) -> None:
+        self.lock.release(force=True)
+
+
 def claim_slot(count: int, where: Path | None = None, poll_s: float = 5.0, timeout_s: float | None = None):
-    """The lowest free slot in 0..count-1 and the open lock file that holds it (keep it open).
+    """The lowest free slot in 0..count-1 and the lock that holds it (keep it until the job ends).
 
     Waits while all are taken; TimeoutError after `timeout_s`.
     """
@@ -34,13 +44,12 @@ def claim_slot(count: int, where: Path | None = None, poll_s: float = 5.0, timeo
     waited, announced = 0.0, False
     while True:
         for slot in range(count):
-            handle: IO = open(where / f"gpu{slot}.lock", "a")
+            lock = FileLock(where / f"gpu{slot}.lock", timeout=0)
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
+                lock.acquire()
+            except Timeout:
                 continue
-            return slot, handle
+            return slot, SlotLock(lock)
         if timeout_s is not None and waited >= timeout_s:
             raise TimeoutError(f"all {count} GPU slots in {where} stayed taken for {waited:.0f} s")
         if not announced:
