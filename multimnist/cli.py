@@ -12,6 +12,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hydra.errors import HydraException
@@ -163,6 +164,19 @@ def refuse_cfg_with_multirun(args: list[str]) -> None:
             file=sys.stderr,
         )
         sys.exit(2)
+
+
+def remove_empty_job_dir() -> None:
+    """A sweep job's folder (`.sweeps/<time>/fold<k>/`) that Hydra made and nothing filled: gone, so
+    a sweep leaves its multirun.yaml and no empty folders (each fold writes its own run folder)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        out = Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:  # not under @hydra.main (a test calling the job directly)
+        return
+    if HydraConfig.get().mode.name == "MULTIRUN" and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
 
 
 def require_keys(cfg: Any, usage: str) -> None:

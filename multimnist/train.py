@@ -10,7 +10,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from multimnist.cli import report, run_cli
+from multimnist.cli import remove_empty_job_dir, report, run_cli
 
 
 def preflight(cfg: DictConfig) -> None:
@@ -37,11 +37,14 @@ def main(cfg: DictConfig) -> float | None:
 
         return best_val_loss(run_fold(cfg))
 
-    return report(
-        job,
-        "last.pt holds the last finished epoch: re-run the same command to resume",
-        exp=cfg.exp,
-    )
+    try:
+        return report(
+            job,
+            "last.pt holds the last finished epoch: re-run the same command to resume",
+            exp=cfg.exp,
+        )
+    finally:
+        remove_empty_job_dir()
 
 
 def cli() -> None:

@@ -88,6 +88,7 @@ def world(synth_root, tmp_path_factory) -> World:
     done = cli("ensemble", f"paths.experiments={w.exp}", "exp=good", *ens, cwd=base)
     assert done.returncode == 0, done.stderr[-2000:]
     assert list((w.exp / "good" / ".sweeps").glob("*/multirun.yaml"))
+    assert not list((w.exp / "good" / ".sweeps").glob("*/fold*"))  # no empty job folders left behind
     return w
 
 
