@@ -35,13 +35,13 @@ lint: setup ## ruff check + format check
 	$(VENV)/bin/ruff check multimnist tests scripts
 	$(VENV)/bin/ruff format --check multimnist tests scripts
 
-data: setup ## Generate the realistic synthetic dataset into $(DATA) (N_TRAIN, N_TEST, SEED to change)
+data: setup ## Generate the realistic synthetic dataset into DATA (default data/synth; N_TRAIN, N_TEST, SEED to change)
 	$(PY) -m multimnist.synth out=$(DATA) n_train=$${N_TRAIN:-2000} n_test=$${N_TEST:-500} seed=$${SEED:-0} overwrite=true
 
 show-data: setup ## A picture of generated images with their letters (REAL=DIR adds real ones): data_preview.png
 	$(PY) -m multimnist.synth.show out=data_preview.png $(if $(REAL),real=$(REAL)) $(ARGS)
 
-stats: setup ## Print realism statistics of $(DATA), beside a folder of real images if REAL=DIR is given
+stats: setup ## Print realism statistics of DATA (default data/synth), beside a folder of real images if REAL=DIR is given
 	test -d $(DATA) || $(MAKE) data
 	$(PY) -m multimnist.synth.stats $(DATA) $(REAL)
 
