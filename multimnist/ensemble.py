@@ -110,18 +110,6 @@ def predict_test(
             c.test_accuracy = decode.cell_accuracy(c.test_pred, answers.test.to_numpy())
 
 
-def warn_at_floor(chosen: Candidate, oof_floor: float) -> None:
-    """A chosen decoding no better than predicting no letter at all is worth one loud line."""
-    if chosen.oof_accuracy <= oof_floor + 1e-9:
-        log.warning(
-            "the chosen decoding %s scores %.4f on OOF, no better than all-zeros (%.4f): the folds "
-            "have not learned yet (more epochs, glyph pretraining, or check the data)",
-            chosen.name,
-            chosen.oof_accuracy,
-            oof_floor,
-        )
-
-
 def write_submission(chosen: Candidate, sample: pd.DataFrame, path: Path) -> None:
     sub = pd.DataFrame(chosen.test_pred.astype(int), columns=list(LETTERS))
     sub.insert(0, "index", sample.index.to_numpy())
@@ -160,7 +148,6 @@ def ensemble_into(out: Path, cfg: DictConfig, exp: str, names: list[str], runs: 
     candidates = score_candidates(oof, labels, weights, count_range, e.temperature, e.seed)
     predict_test(candidates, runs, exp_weights, count_range, answers)
     chosen = choose(candidates, e.aggregation, e.views, e.decoding)
-    warn_at_floor(chosen, float(1 - labels.mean()))
 
     write_submission(chosen, answers.sample, out / SUBMISSION)
     raw = aggregate(oof, chosen.aggregation, view_columns(chosen.views), weights)

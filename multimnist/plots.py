@@ -52,7 +52,7 @@ def per_letter_accuracy(pred: np.ndarray, labels: np.ndarray, path: Path) -> Non
     ax.set(ylim=(max(0.0, min(acc.min(), floor.min()) - 0.05), 1.0), ylabel="accuracy")
     ax.set_title("Per-letter accuracy against its all-zeros floor (out of fold)")
     ax.set_xticks(x, LETTERS)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: no bar hidden
     save_figure(fig, path)
 
 
@@ -60,20 +60,17 @@ def reliability_diagram(
     before: np.ndarray, after: np.ndarray, labels: np.ndarray, temperature: float, path: Path
 ) -> None:
     """Observed frequency against predicted probability per bin, with each bin's cell count (after
-    the temperature) written at its point: an empty-looking bin may rest on a handful of cells."""
+    the temperature) written upright at the bottom, below its point: an empty-looking bin may rest
+    on a handful of cells."""
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], color="grey", ls=":")
     for probs, name in ((before, "before"), (after, f"after T={temperature:.2f}")):
         conf, freq, share = reliability(probs, labels)
         ax.plot(conf, freq, marker="o", label=name)
-    for c, f, s in zip(conf, freq, share, strict=True):
+    for c, s in zip(conf, share, strict=True):  # along the bottom, upright: neighbours never overlap
         if not np.isnan(c):
-            ax.annotate(
-                f"{int(round(s * labels.size)):,}",
-                (c, f),
-                textcoords="offset points",
-                xytext=(4, -10),
-                fontsize=7,
+            ax.text(
+                c, 0.02, f"{int(round(s * labels.size)):,}", rotation=90, fontsize=6, ha="center", va="bottom"
             )
     ax.set(xlabel="predicted probability", ylabel="observed frequency", title="Reliability (out of fold)")
     ax.set(xlim=(0, 1), ylim=(0, 1))
@@ -111,8 +108,14 @@ def training_curves(metrics: dict[str, pd.DataFrame], path: Path) -> None:
     axes[1].set(xlabel="epoch", ylabel="cell accuracy at 0.5", title="Validation accuracy")
     axes[2].set(xlabel="epoch", ylabel="macro ROC-AUC", title="Validation AUC")
     axes[3].set(xlabel="epoch", ylabel="learning rate (end of epoch)", title="Learning rate")
+    epochs = pd.concat([frame.epoch for frame in metrics.values()]) if metrics else pd.Series([0])
+    first, last = int(epochs.min()), int(epochs.max())
     for ax in axes:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
+        if last - first < 10:  # few epochs (one, say): a tick at each, never at fractions like 0.045
+            ax.set_xticks(range(first, last + 1))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
+        ax.set_xlim(first - 0.5, last + 0.5)
     fig.legend(lines, list(metrics), loc="lower center", ncol=min(len(lines), 6), fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     save_figure(fig, path)
@@ -129,7 +132,7 @@ def letter_errors(pred: np.ndarray, labels: np.ndarray, path: Path) -> None:
     ax.bar(x + 0.2, extra, width=0.4, color="C1", label="extra (absent, predicted)")
     ax.set_xticks(x, LETTERS)
     ax.set(ylabel="share", title="Which letters the model misses and invents (out of fold)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: no bar hidden
     save_figure(fig, path)
 
 

@@ -92,6 +92,17 @@ def _thresholds(value: float | list[float] | None) -> str:
     return f"threshold {value}"
 
 
+def at_floor(report: dict) -> str | None:
+    """The warning for a chosen decoding no better than predicting no letter at all, or None."""
+    if report["oof_accuracy"] > report["oof_floor"] + 1e-9:
+        return None
+    return (
+        f"the chosen decoding scores {report['oof_accuracy']:.4f} on OOF, no better than all-zeros "
+        f"({report['oof_floor']:.4f}): the folds have not learned yet (more epochs, glyph pretraining, "
+        "or check the data)"
+    )
+
+
 def write_page(out: Path, report: dict, exp: str) -> Path:
     """report.md: the chosen candidate, the scores, calibration, runs, candidate table, figures."""
     c, cal = report["chosen"], report["calibration"]
@@ -103,6 +114,7 @@ def write_page(out: Path, report: dict, exp: str) -> Path:
         "",
         f"Chosen: **{c['name']}** ({_thresholds(c['thresholds'])}, temperature {c['temperature']:.3f}).",
         "",
+        *([f"**Warning**: {at_floor(report)}.", ""] if at_floor(report) else []),
         f"- OOF cell accuracy: **{_fmt(report['oof_accuracy'])}** on {report['oof_images']} images "
         f"(all-zeros floor {_fmt(report['oof_floor'])})",
         f"- Test cell accuracy: **{_fmt(report['test_accuracy'])}** (floor {_fmt(floor)})",
@@ -140,7 +152,11 @@ def format_table(candidates: list[Candidate], chosen: Candidate, report: dict) -
     has_test = any(c.test_accuracy is not None for c in candidates)
     lines = [f"{'candidate':40} {'OOF acc':>8}" + (f" {'test acc':>9}" if has_test else "")]
     for c in sorted(candidates, key=lambda c: -c.oof_accuracy):
-        mark = "  <- chosen" if c is chosen else ""
+        mark = (
+            ("  <- chosen" + ("  (no better than all-zeros)" if at_floor(report) else ""))
+            if c is chosen
+            else ""
+        )
         test = f" {c.test_accuracy:9.4f}" if has_test else ""
         lines.append(f"{c.name:40} {c.oof_accuracy:8.4f}{test}{mark}")
     cal = report["calibration"]
@@ -154,4 +170,6 @@ def format_table(candidates: list[Candidate], chosen: Candidate, report: dict) -
     if report["test_accuracy"] is not None:
         summary += f", test accuracy {report['test_accuracy']:.4f} (all-zeros floor {report['floor']:.4f})"
     lines.append(summary)
+    if at_floor(report):
+        lines.append(f"warning: {at_floor(report)}")
     return "\n".join(lines)

@@ -155,16 +155,19 @@ def test_missing_folds_name_the_n_splits_key_for_a_smaller_split(tmp_path):
         collect_runs(tmp_path / "exp", ["a"])
 
 
-def test_a_decoding_no_better_than_all_zeros_is_a_warning(tmp_path, caplog):
+def test_a_decoding_no_better_than_all_zeros_is_a_warning_beside_the_chosen_line(tmp_path, capsys):
     layout = make_root(tmp_path, n_train=4, n_test=2)
     for fold, rows in ((0, [0, 1]), (1, [2, 3])):
         run = fake_run(tmp_path / "exp", "a", fold, layout.root, np.array(rows), 2, views=1)
         np.save(run / "oof_logits.npy", np.full((2, 1, 26), -20.0, np.float32))  # "no letter", surely
     cfg = compose_ensemble(["exp=a", f"paths.experiments={tmp_path / 'exp'}", "ensemble.plots=false"])
     cfg.ensemble.decoding = "fixed_0.5"  # all zeros, exactly the floor
-    with caplog.at_level(logging.WARNING, logger="multimnist.ensemble"):
-        run_ensemble(cfg)
-    assert "no better than all-zeros" in caplog.text
+    out = run_ensemble(cfg)
+    printed = capsys.readouterr().out.splitlines()
+    chosen = next(line for line in printed if "<- chosen" in line)
+    assert chosen.endswith("(no better than all-zeros)")
+    assert any(line.startswith("warning: the chosen decoding scores") for line in printed)
+    assert "**Warning**: the chosen decoding scores" in (out / "report.md").read_text()
 
 
 def test_debug_runs_land_apart_and_the_ensemble_never_picks_them(tmp_path):
@@ -397,5 +400,7 @@ def test_figures_fit_the_data(tmp_path, monkeypatch):
     assert any("Learning rate" in ax.get_title() for ax in axes)
     ticks = axes[0].xaxis.get_major_locator().tick_values(0, 2)
     assert all(float(t).is_integer() for t in ticks)
+    plots.training_curves({"e/fold0": frame.iloc[:1]}, tmp_path / "one.png")  # after one epoch
+    assert [float(t) for t in figures["one.png"].axes[0].get_xticks()] == [0.0]
     plots.per_letter_accuracy(pred, labels, tmp_path / "letters.png")
     assert any("floor" in t.get_text() for t in figures["letters.png"].axes[0].get_legend().get_texts())
