@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 from timm.utils import ModelEmaV3, dispatch_clip_grad
 from torch import nn
 from torch.utils.data import DataLoader
 
 from multimnist.choices import PRECISIONS
+from multimnist.decode import multilabel_metrics
 from multimnist.progress import progress as progress_bar
 from multimnist.tta import view, view_ids
 
@@ -283,21 +283,6 @@ def predict(
         np.concatenate(indices).astype(np.int64),
         None if np.isnan(y_all).any() else y_all,
     )
-
-
-def multilabel_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Cell accuracy at probability 0.5 (logit 0) and macro ROC-AUC over letters that vary in `labels`.
-
-    Macro AUC moves long before accuracy leaves the all-zeros floor, so it shows early learning.
-    """
-    acc = float(((logits > 0) == (labels > 0.5)).mean())
-    varied = [c for c in range(labels.shape[1]) if 0 < labels[:, c].sum() < len(labels)]
-    auc = (
-        float(roc_auc_score(labels[:, varied], logits[:, varied], average="macro"))
-        if varied
-        else float("nan")
-    )
-    return {"val_acc": acc, "val_auc": auc}
 
 
 # A validation loss this high means training diverged: 1000x the loss of predicting 0.5 for every

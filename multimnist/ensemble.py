@@ -23,7 +23,7 @@ from multimnist.config import dataset_args, inference_args, loader_args, validat
 from multimnist.decode import Candidate, aggregate, choose, decode_with, score_candidates, view_columns
 from multimnist.io import atomic_path, ensure_writable, save_text
 from multimnist.labels import CSV_COLUMNS, LETTERS
-from multimnist.report import format_table, write_diagnostics, write_page
+from multimnist.report import fold_scores, format_table, gap_closed, write_diagnostics, write_page
 from multimnist.rundir import ENSEMBLE_RECORD, SUBMISSION, ensemble_dir, run_lock
 from multimnist.runs import (
     Answers,
@@ -157,6 +157,9 @@ def ensemble_into(out: Path, cfg: DictConfig, exp: str, names: list[str], runs: 
         "oof_accuracy": chosen.oof_accuracy,
         "test_accuracy": chosen.test_accuracy,
         "floor": answers.floor,
+        "gap_closed": gap_closed(chosen.test_accuracy, answers.floor),  # of the test floor -> perfect gap
+        "oof_gap_closed": gap_closed(chosen.oof_accuracy, float(1 - labels.mean())),
+        "folds": fold_scores(runs, answers.train),
         "oof_floor": float(1 - labels.mean()),
         "oof_images": int(len(rows)),
         "chosen": chosen.to_json()

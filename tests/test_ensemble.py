@@ -264,6 +264,15 @@ def test_end_to_end_from_a_two_fold_sweep_to_submission(synth_root, tmp_path, ca
     answers = pd.read_csv(synth_root / "test_answer.csv").iloc[:, 1:].to_numpy()
     assert report["test_accuracy"] == pytest.approx((sub.iloc[:, 1:].to_numpy() == answers).mean())
     assert report["floor"] == pytest.approx(1 - answers.mean())
+    gap = (report["test_accuracy"] - report["floor"]) / (1 - report["floor"])
+    assert report["gap_closed"] == pytest.approx(gap) and f"{gap:.1%} of the gap closed" in done.stdout
+    folds = report["folds"]  # each fold on its own validation images, then mean and sd
+    assert [r["run"] for r in folds["runs"]] == ["tiny2/fold0", "tiny2/fold1"]
+    assert sum(r["images"] for r in folds["runs"]) == 120 and all(r["epochs"] == 2 for r in folds["runs"])
+    accs = [r["oof_accuracy"] for r in folds["runs"]]
+    assert folds["oof_accuracy"]["mean"] == pytest.approx(np.mean(accs))
+    assert folds["oof_accuracy"]["sd"] == pytest.approx(np.std(accs, ddof=1))
+    assert "tiny2/fold1" in done.stdout and "mean +- sd" in done.stdout
     assert report["runs"][0]["config_hash"] == report["runs"][1]["config_hash"]  # folds of one config
     figures = ("accuracy_vs_threshold", "per_letter_accuracy", "reliability", "letters_per_image")
     figures += ("curves", "error_gallery", "letter_errors")
