@@ -399,6 +399,7 @@ class PredictConfig:
     exp: str = _folder_name(MISSING)
     images: str = _path()
     out: str = _path()
+    answers: str | None = _path(None)  # the images' true letters (index,a..z): predict scores itself
     paths: PathsConfig = field(default_factory=PathsConfig)
     batch_size: int = _at_least(1, 64)
     num_workers: int = _at_least(0, 2)

@@ -8,11 +8,15 @@ each fold's TTA views, then the aggregation, views, temperature, thresholds and 
 ensemble chose, exactly as it made its submission. The images are validated like the data layer's
 (8-bit gray PNGs of the training image size), and each file name is a number, the row's index (as
 Dacon's ids: 50000.png ...); two files of one number are refused. Writes `index,a..z` (0/1) followed
-by `p_a..p_z` (the calibrated probabilities).
+by `p_a..p_z` (the calibrated probabilities). With `answers=FILE` (an `index,a..z` CSV of the images'
+true letters, checked before any model runs) it also scores the predictions: cell accuracy, the
+all-zeros floor, the share of the gap closed, and per letter the share missed and invented; printed,
+and written beside the CSV as `<out>.scores.json`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -23,9 +27,9 @@ from omegaconf import DictConfig
 
 from multimnist.cli import report, require_keys, run_cli
 from multimnist.config import inference_args, validate
-from multimnist.data.dacon import DatasetError, Split, check_image_header
+from multimnist.data.dacon import DatasetError, Split, check_image_header, read_label_csv
 from multimnist.decode import Candidate, aggregate, decode_with, view_columns
-from multimnist.io import atomic_path, ensure_writable
+from multimnist.io import atomic_path, ensure_writable, save_text
 from multimnist.labels import LETTERS
 from multimnist.rundir import ENSEMBLE_RECORD, ensemble_dir, fold_dir, read_config, read_json
 from multimnist.runs import fold_model, run_weights
@@ -113,6 +117,32 @@ def fold_logits(run_dir: Path, split: Split, loading: dict, device_name: str, pr
     return logits
 
 
+def answers_for(path: Path, split: Split) -> np.ndarray:
+    """The true letters of the split's images from an `index,a..z` CSV, in the split's order."""
+    frame = read_label_csv(path)
+    missing = np.setdiff1d(split.indices, frame.index.to_numpy())
+    if len(missing):
+        raise DatasetError(f"{path}: no row for image {int(missing[0])} (answers must cover every image)")
+    return frame.loc[split.indices].to_numpy().astype(np.uint8)
+
+
+def scores(labels: np.ndarray, truth: np.ndarray) -> dict:
+    """Cell accuracy, the all-zeros floor, the gap closed, and each letter's misses and inventions."""
+    pred, truth = labels.astype(bool), truth.astype(bool)
+    accuracy, floor = float((pred == truth).mean()), float(1 - truth.mean())
+    missed = (truth & ~pred).sum(0) / np.maximum(truth.sum(0), 1)
+    extra = (~truth & pred).sum(0) / np.maximum((~truth).sum(0), 1)
+    return {
+        "images": int(len(truth)),
+        "accuracy": accuracy,
+        "floor": floor,
+        "gap_closed": (accuracy - floor) / (1 - floor) if floor < 1 else None,
+        "per_letter": {
+            c: {"missed": float(m), "extra": float(e)} for c, m, e in zip(LETTERS, missed, extra, strict=True)
+        },
+    }
+
+
 def run_predict(cfg: DictConfig) -> Path:
     validate(cfg)
     out = Path(cfg.out)
@@ -122,6 +152,7 @@ def run_predict(cfg: DictConfig) -> Path:
     run_dirs = fold_runs(experiments, cfg.exp, record)
     log.info("predicting with %s", ", ".join(f"{d.parent.name}/{d.name}" for d in run_dirs))
     split = image_split(Path(cfg.images), int(read_config(run_dirs[0])["data"]["image_size"]))
+    truth = answers_for(Path(cfg.answers), split) if cfg.answers else None  # before any model runs
     loading = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers}
     stacked = np.stack(
         [fold_logits(d, split, loading, cfg.device, cfg.progress) for d in run_dirs],
@@ -136,6 +167,18 @@ def run_predict(cfg: DictConfig) -> Path:
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6f")
     print(f"wrote {out}: {len(frame)} images, {len(run_dirs)} fold(s) of {cfg.exp} ({chosen.name})")
+    if truth is not None:
+        scored = scores(labels, truth)
+        letters = scored["per_letter"]
+        worst = sorted(LETTERS, key=lambda c: -sum(letters[c].values()))[:3]
+        save_text(json.dumps(scored, indent=2) + "\n", out.with_name(out.name + ".scores.json"))
+        print(
+            f"scored against {cfg.answers}: accuracy {scored['accuracy']:.4f}, all-zeros floor "
+            f"{scored['floor']:.4f}, {scored['gap_closed']:.1%} of the gap closed; most wrong letters: "
+            + ", ".join(
+                f"{c} (missed {letters[c]['missed']:.0%}, extra {letters[c]['extra']:.0%})" for c in worst
+            )
+        )
     return out
 
 

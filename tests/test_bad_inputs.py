@@ -556,3 +556,20 @@ def test_a_wrong_option_lists_the_options_without_the_schema(world):
     done = cli("train", *world.train_args("x"), "backbone=nope", cwd=world.root)
     assert_one_error_line(done, "options for backbone", "effnet_b5")
     assert "backbone_schema" not in done.stderr
+
+
+def test_predict_checks_its_answers_before_any_model_runs(world, tmp_path):
+    answers = tmp_path / "answers.csv"
+    answers.write_text("".join((world.data / "test_answer.csv").read_text().splitlines(keepends=True)[:-1]))
+    done = cli(
+        "predict",
+        "exp=good",
+        f"images={world.data / 'test_dirty_mnist_2nd'}",
+        f"out={world.root / 'scored.csv'}",
+        f"answers={answers}",
+        f"paths.experiments={world.exp}",
+        "progress=false",
+        cwd=world.root,
+    )
+    assert_one_error_line(done, "answers.csv: no row for image 159")
+    assert not (world.root / "scored.csv").exists()

@@ -317,12 +317,17 @@ def test_end_to_end_from_a_two_fold_sweep_to_submission(synth_root, tmp_path, ca
             f"images={images}",
             f"out={tmp_path / 'pred.csv'}",
             f"paths.experiments={tmp_path / 'exp'}",
+            f"answers={synth_root / 'test_answer.csv'}",  # a labelled folder: predict scores itself
         ]
         + ["progress=false", "num_workers=0", "batch_size=7"],  # other batches than training's
     )
     predicted = pd.read_csv(run_predict(pred_cfg))
     submitted = pd.read_csv(out / "submission.csv")
     pd.testing.assert_frame_equal(predicted[submitted.columns], submitted)
+    scored = json.loads((tmp_path / "pred.csv.scores.json").read_text())  # as the last ensemble scored
+    assert scored["accuracy"] == pytest.approx(again["test_accuracy"])
+    assert scored["floor"] == pytest.approx(again["floor"]) and len(scored["per_letter"]) == 26
+    assert scored["gap_closed"] == pytest.approx(again["gap_closed"])
     assert predicted.filter(like="p_").to_numpy().min() >= 0 and predicted.shape[1] == 1 + 2 * 26
     run = tmp_path / "exp" / "tiny2" / "fold1"
     split = image_split(images, 256)
