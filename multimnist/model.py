@@ -278,7 +278,8 @@ def build_model(
             in_chans=in_chans,
             drop_rate=drop_rate,
             drop_path_rate=drop_path_rate,
-            global_pool="avg" if global_pool == "lse" else global_pool,
+            # lse is the project's own pooling: a timm network pools with avg, which PerLocation replaces
+            global_pool="avg" if global_pool == "lse" and not ours else global_pool,
             **extra,
         )
     except Exception as err:  # timm reading backbone.pretrained_file: its reader's own errors

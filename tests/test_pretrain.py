@@ -55,6 +55,7 @@ def test_lse_pooling_is_a_smooth_max_between_average_and_max():
     assert smooth == pytest.approx(math.log((3 + math.exp(4)) / 4), abs=1e-5)
     assert pool(torch.full((1, 1, 3, 3), 2.5)).item() == pytest.approx(2.5, abs=1e-5)  # agree when flat
     model = build_model("multimnist_fcn", head="per_location", global_pool="lse").eval()
+    assert isinstance(model.global_pool, LogMeanExp)  # cpu_full's pooling reaches the network
     x = torch.rand(2, 1, 64, 64)
     with torch.no_grad():
         f = model.forward_features(x)
