@@ -14,12 +14,17 @@ from multimnist.cli import remove_empty_job_dir, report, run_cli
 
 
 def preflight(cfg: DictConfig) -> None:
-    """The checks that need no torch: every value in range (fold within the folds, ...), the data
-    root there, wandb installed when logger=wandb. A mistake fails in about a second."""
+    """The checks that need no torch: every value in range (fold within the folds, ...), the
+    pretrained weights reachable when asked for (timm, no torch model), the data root there, wandb
+    installed when logger=wandb. A mistake fails in seconds, before any data work."""
     from multimnist.config import validate
     from multimnist.data.dacon import DaconLayout, require_root
 
     validate(cfg)
+    if cfg.backbone.pretrained or cfg.backbone.pretrained_file is not None:  # weights first, as before
+        from multimnist.pretrained import require_pretrained  # timm: only when weights are asked for
+
+        require_pretrained(cfg.backbone.name, cfg.backbone.pretrained, cfg.backbone.pretrained_file)
     require_root(DaconLayout.from_mapping(cfg.data))
     if cfg.logger.wandb is not None:
         from multimnist.tracking import require_wandb
