@@ -126,8 +126,12 @@ def refuse_schemas(args: list[str]) -> None:
 
 
 # Hydra plugins the project's configs use -> the extra that installs each
-PLUGIN_EXTRAS = {"joblib": "launchers", "submitit_local": "launchers", "submitit_slurm": "launchers"}
-PLUGIN_EXTRAS |= {"optuna": "search"}
+PLUGIN_EXTRAS = {
+    "joblib": "launchers",
+    "submitit_local": "launchers",
+    "submitit_slurm": "launchers",
+    "optuna": "search",
+}
 
 
 def describe_missing_option(text: str) -> str:

@@ -32,7 +32,6 @@ PACKAGES = {
 }
 FIRST_CONV = "conv_stem.weight"
 CLASSIFIER = ("classifier.weight", "classifier.bias")
-IMAGENET_CLASSES = 1000
 
 
 def base_name(name: str) -> str:
@@ -96,17 +95,11 @@ def convert(source: dict[str, torch.Tensor], model: nn.Module, origin: str = "")
     return state
 
 
-def load_imagenet(model: nn.Module, name: str) -> Path:
-    """Load `name`'s ImageNet weights from its installed package into `model` (built by timm for
-    `name`, any input channels and head); returns the file read."""
-    path = weights_file(name)
-    if path is None:
-        raise FileNotFoundError(
-            f"{base_name(name)}: its weights package is not installed; {install_line(name)}"
-        )
+def load_imagenet(model: nn.Module, path: Path) -> None:
+    """Load a package's ImageNet weights (`weights_file(name)`) into `model`, built by timm for that
+    name with any input channels and head."""
     state = convert(read_state_dict(path), model, str(path))
     missing, unexpected = model.load_state_dict(state, strict=False)
     fresh = [k for k in missing if k not in CLASSIFIER]
     if fresh or unexpected:
-        raise ValueError(f"{path}: {len(fresh) + len(unexpected)} tensors do not fit {base_name(name)}")
-    return path
+        raise ValueError(f"{path}: {len(fresh) + len(unexpected)} tensors do not fit this network")

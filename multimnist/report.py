@@ -206,12 +206,9 @@ def format_table(candidates: list[Candidate], chosen: Candidate, report: dict) -
     has_test = any(c.test_accuracy is not None for c in candidates)
     lines = [*fold_lines(report["folds"]), ""] if report.get("folds") else []
     lines.append(f"{'candidate':40} {'OOF acc':>8}" + (f" {'test acc':>9}" if has_test else ""))
+    chosen_mark = "  <- chosen" + ("  (no better than all-zeros)" if at_floor(report) else "")
     for c in sorted(candidates, key=lambda c: -c.oof_accuracy):
-        mark = (
-            ("  <- chosen" + ("  (no better than all-zeros)" if at_floor(report) else ""))
-            if c is chosen
-            else ""
-        )
+        mark = chosen_mark if c is chosen else ""
         test = f" {c.test_accuracy:9.4f}" if has_test else ""
         lines.append(f"{c.name:40} {c.oof_accuracy:8.4f}{test}{mark}")
     cal = report["calibration"]

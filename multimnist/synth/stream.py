@@ -73,9 +73,7 @@ class SyntheticImages(Dataset):
             aug_seed = np.random.SeedSequence([self.seed, self.fold, self.epoch, i, STREAM, 1])
             self.transform.set_random_seed(int(aug_seed.generate_state(1)[0]))
             image = self.transform(image=image)["image"]
-        x = torch.from_numpy(np.ascontiguousarray(image)).unsqueeze(
-            0
-        )  # uint8: Batching converts on the device
+        x = torch.from_numpy(np.ascontiguousarray(image)).unsqueeze(0)  # uint8 until the device
         return x, torch.from_numpy(labels), -(i + 1)
 
     def __getitems__(self, items: list[int]) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
