@@ -12,7 +12,7 @@ REAL ?=
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint demo demo-full pretrain claims claims-full data show-data train sweep ensemble curves predict bench bench-synth bench-train bench-precision bench-recipe bench-scale bench-full bench-stream stats clean
+.PHONY: help setup test test-slow lint demo demo-full recipe pretrain claims claims-full data show-data train sweep ensemble curves predict bench bench-synth bench-train bench-precision bench-recipe bench-scale bench-full bench-stream stats clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,11 +60,14 @@ curves: setup ## Training curves of EXP's folds, finished or running: experiment
 predict: setup ## Predict a folder of PNGs with an ensembled EXP: make predict EXP=name IMAGES=DIR OUT=pred.csv
 	$(PY) -m multimnist.predict exp=$(EXP) images=$(IMAGES) out=$${OUT:-predictions.csv} $(ARGS)
 
-demo: setup ## The main job end to end on the embedded default: data, 5 folds, ensemble (~7 min on 2 cores)
-	$(PY) scripts/demo.py
+demo: setup ## The main job end to end on generated data (recipe=demo): data, pretraining, 5 folds, ensemble (~7 min on 2 cores)
+	$(PY) -m multimnist.recipe recipe=demo $(ARGS)
 
-demo-full: setup ## The full task (10-14 letters, any rotation) on a CPU: data, 60-epoch glyph pretraining, 5 folds, ensemble (23-40 min)
-	$(PY) scripts/demo_full.py $(ARGS)
+demo-full: setup ## The full task (10-14 letters, any rotation) on a CPU (recipe=demo_full): data, 60-epoch glyph pretraining, 5 folds, ensemble (25-50 min)
+	$(PY) -m multimnist.recipe recipe=demo_full $(ARGS)
+
+recipe: setup ## Any recipe end to end: make recipe NAME=cpu_full ARGS="data.root=DIR mnist_data=mnist_data/" (no NAME: the recipes)
+	@if [ -z "$(NAME)" ]; then $(PY) -m multimnist.recipe --help | sed -n '/== Recipes/,/^$$/p'; else $(PY) -m multimnist.recipe recipe=$(NAME) $(ARGS); fi
 
 bench-full: setup ## Every full-task recipe on procedural and real-handwriting data, 5 folds each (hours): make bench-full ARGS="--dacon7 mnist_data/"
 	$(PY) scripts/bench_full.py $(ARGS)

@@ -104,7 +104,8 @@ def describe(err: BaseException) -> str:
     if keyed is None:
         return describe_missing_option(first)
     detail = " ".join(str(getattr(keyed, "msg", keyed)).split())
-    detail = re.sub(r"\s*full_key: \S+ object_type=\S+", "", detail)  # the key is named already
+    # the key is named already
+    detail = re.sub(r"\s*full_key: \S+( reference_type=.*?)? object_type=\S+", "", detail)
     override = re.match(r"Error merging override (\S+)", str(err))
     return f"{keyed.full_key}: {detail}" + (f" (override {override.group(1)})" if override else "")
 

@@ -407,6 +407,54 @@ class PredictConfig:
     progress: bool = True
 
 
+STAGE_COMMANDS = ("synth", "pretrain", "train", "ensemble")  # a recipe stage runs python -m multimnist.<one>
+
+
+@dataclass
+class StageConfig:
+    """One stage of a recipe (multimnist.recipe): one of the package's commands with its overrides."""
+
+    command: str = _one_of(STAGE_COMMANDS)
+    exp: str | None = _folder_name(None)  # pretrain, train, ensemble: the experiment it writes / reads
+    args: list[str] = field(default_factory=list)  # the recipe's overrides of the command
+    extra: list[str] = field(default_factory=list)  # yours, after args (stages.NAME.extra=[k=v,...])
+    weights: str | None = None  # pretrain, train: start from that pretrain stage's weights
+    harvest: str | None = None  # pretrain: mix in crops that train stage's folds find (self-training)
+    pseudo_labels: str | None = None  # train: label the test images with that ensemble stage's submission
+
+
+@dataclass
+class RecipeDataConfig:
+    root: str = _path()  # the dataset every stage uses; a synth stage writes it
+
+
+@dataclass
+class RecipeExtraConfig:
+    """Overrides added to every stage of a command (extra.train=[trainer.epochs=1], ...)."""
+
+    synth: list[str] = field(default_factory=list)
+    pretrain: list[str] = field(default_factory=list)
+    train: list[str] = field(default_factory=list)
+    ensemble: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RecipeConfig:
+    """python -m multimnist.recipe recipe=NAME: a recipe's stages, run in order (multimnist.stages)."""
+
+    description: str = ""
+    data: RecipeDataConfig = field(default_factory=RecipeDataConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    mnist_data: str | None = _path(
+        None
+    )  # the Dacon-7 CSVs (folder or file): recipes using the competition's letters
+    folds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # every train stage's: folds=[0,1]
+    stages: dict[str, StageConfig] = field(default_factory=dict)
+    extra: RecipeExtraConfig = field(default_factory=RecipeExtraConfig)
+    bar: float | None = _fraction(None, closed=True)  # exit 1 when the gap closed on the test set is below it
+    dry_run: bool = False  # print the stages' commands and whether each is finished; run nothing
+
+
 # (group, schema name that an option's defaults list names, dataclass)
 GROUP_SCHEMAS = (
     ("data", "data_schema", DataConfig),
@@ -443,6 +491,27 @@ def group_options(*groups: str) -> str:
     return "\n".join(lines)
 
 
+def recipe_list() -> str:
+    """`  name: description` lines of the shipped recipes (conf/recipe/), for multimnist.recipe --help."""
+    lines = []
+    for path in sorted((CONF_DIR / "recipe").glob("*.yaml")):
+        lines.append(f"  {path.stem}: {OmegaConf.load(path).get('description', '')}")
+    return "\n".join(lines)
+
+
+DOCS_PACKAGE = "multimnist.docs"  # docs/ in a checkout; shipped inside the wheel under this name
+
+
+def docs_address() -> str:
+    """Where the documentation pages are on this machine, for --help (in the wheel, or docs/ here)."""
+    try:
+        where = Path(str(resources.files(DOCS_PACKAGE)))
+    except ModuleNotFoundError:
+        return "Docs: README.md and docs/ in the multimnist repository."
+    pages = ", ".join(sorted(p.name for p in where.glob("*.md")))
+    return f"Docs: {where}/ ({pages})."
+
+
 def register_configs() -> None:
     """Store every schema in Hydra's ConfigStore and register the `parallel_jobs` resolver.
 
@@ -455,10 +524,13 @@ def register_configs() -> None:
     cs.store(name="pretrain_schema", node=PretrainConfig)
     cs.store(name="predict_schema", node=PredictConfig)
     cs.store(name="show_schema", node=ShowConfig)
+    cs.store(name="recipe_schema", node=RecipeConfig)
     for group, name, schema in GROUP_SCHEMAS:
         cs.store(group=group, name=name, node=schema)
     OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs, replace=True)
     OmegaConf.register_new_resolver("multimnist_groups", group_options, replace=True)
+    OmegaConf.register_new_resolver("multimnist_docs", docs_address, replace=True)
+    OmegaConf.register_new_resolver("multimnist_recipes", recipe_list, replace=True)
 
 
 def compose(config_name: str = "train", overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:

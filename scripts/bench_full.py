@@ -39,16 +39,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from omegaconf import OmegaConf
 
-from multimnist.rundir import ENSEMBLE_RECORD, FINISHED_MARK, PRETRAIN_WEIGHTS, ensemble_dir, pretrain_dir
+from multimnist.report import gap_closed
+from multimnist.rundir import ENSEMBLE_RECORD, ensemble_dir
+from multimnist.stages import Recipe, Stage, run_recipe, shown
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDS = "0,1,2,3,4"
@@ -111,6 +112,9 @@ class Budget:
     n_train: int = 8000
     n_test: int = 2000
 
+    def fold_list(self) -> list[int]:
+        return [int(f) for f in self.folds.split(",")]
+
     def pretrain_tag(self) -> str:
         """Part of a fine-tune's experiment name: its pretraining's epochs, unless UNTAGGED_EPOCHS."""
         return "" if self.pretrain_epochs == UNTAGGED_EPOCHS else f"_p{self.pretrain_epochs}"
@@ -130,43 +134,14 @@ def self_rounds(recipe: str) -> int:
 
 @dataclass
 class Bench:
-    """Runs the stages (skipping finished ones) and records each stage's wall time."""
+    """Builds each row's stages (multimnist.stages: the recipe runner) and runs them; the runner skips
+    finished stages and keeps their wall times in <experiments>/stages.json."""
 
     experiments: Path
     data_dir: Path
     budget: Budget
     dacon7: str | None = None
-    times: dict[str, float] = field(default_factory=dict)
-    commands: list[str] = field(default_factory=list)  # every stage's, as run from the repository root
-
-    def __post_init__(self) -> None:
-        self.times_file = self.experiments / "bench_full_times.json"
-        if self.times_file.is_file():
-            self.times = json.loads(self.times_file.read_text())
-
-    def stage(self, key: str, done: bool, cmds: list[list[str]]) -> float:
-        """Run `cmds` unless `done` (then its recorded time); returns the stage's wall seconds."""
-        for cmd in cmds:
-            shown = "python " + " ".join(str(a).replace(str(ROOT) + "/", "") for a in cmd)
-            if self.dacon7 is not None:  # as a user writes it: the competition's folder (or a file in it)
-                given = Path(self.dacon7).resolve()
-                mine, theirs = (given.parent, "mnist_data") if given.is_file() else (given, "mnist_data/")
-                shown = shown.replace(str(mine), theirs)
-            if shown not in self.commands:
-                self.commands.append(shown)
-        if done:
-            seconds = self.times.get(key, float("nan"))
-            print(f"[bench-full] {key}: finished ({seconds / 60:.1f} min when it ran)", flush=True)
-            return seconds
-        started = time.perf_counter()
-        for cmd in cmds:
-            print("[bench-full] $ python", " ".join(cmd), flush=True)
-            subprocess.run([sys.executable, *cmd], check=True, cwd=ROOT)
-        self.times[key] = time.perf_counter() - started
-        self.experiments.mkdir(parents=True, exist_ok=True)
-        self.times_file.write_text(json.dumps(self.times, indent=2) + "\n")
-        print(f"[bench-full] {key}: {self.times[key] / 60:.1f} min\n", flush=True)
-        return self.times[key]
+    commands: list[str] = field(default_factory=list)  # every stage's, as a user types it
 
     # --- the stages --------------------------------------------------------------------------
 
@@ -175,24 +150,20 @@ class Bench:
             raise SystemExit("dacon7 rows need --dacon7 FILE_OR_DIR (mnist_data's train.csv / test.csv)")
         return ["glyphs=dacon7", f"glyphs.path={Path(self.dacon7).resolve()}", f"glyphs.pool={pool}"]
 
-    def data(self, name: str) -> Path:
-        out = self.data_dir / f"full_{name.replace('-', '')}"
+    def data(self, name: str) -> tuple[Path, Stage]:
         b = self.budget
-        cmd = ["-m", "multimnist.synth", f"out={out}", f"n_train={b.n_train}", f"n_test={b.n_test}"]
-        cmd += ["seed=0", "preset=real", "progress=false"]
+        args = [f"n_train={b.n_train}", f"n_test={b.n_test}", "seed=0", "preset=real"]
         if name == "dacon7-B":
-            cmd += [*self.glyph_args("B"), "test_glyphs_held_out=0.25"]
-        self.stage(f"data {name}", (out / "synth.json").is_file(), [cmd])
-        return out
+            args += [*self.glyph_args("B"), "test_glyphs_held_out=0.25"]
+        return self.data_dir / f"full_{name.replace('-', '')}", Stage("data", "synth", args=args)
 
-    def pretraining(self, exp: str, epochs: int, start: list[str], glyphs: list[str]) -> tuple[Path, float]:
-        """One glyph-pretraining stage of multimnist_fcn (`start`: where it starts and what it mixes in)."""
-        cmd = ["-m", "multimnist.pretrain", "backbone=fcn", f"exp={exp}"]
-        cmd += [f"paths.experiments={self.experiments}", *start]
-        cmd += [f"trainer.epochs={epochs}", f"crops.per_epoch={self.budget.crops}", "trainer.precision=bf16"]
-        cmd += ["trainer.channels_last=true", "trainer.progress=false", *glyphs]
-        weights = pretrain_dir(self.experiments, exp) / PRETRAIN_WEIGHTS
-        return weights, self.stage(f"pretrain {exp}", weights.is_file(), [cmd])
+    def pretraining(self, name: str, exp: str, epochs: int, glyphs: list[str], **links: str) -> Stage:
+        """One glyph-pretraining stage of multimnist_fcn (`links`: the weights it starts from, the
+        folds it harvests)."""
+        args = ["backbone=fcn", *(["optimizer.lr=1e-3"] if links.get("harvest") else [])]
+        args += [f"trainer.epochs={epochs}", f"crops.per_epoch={self.budget.crops}", "trainer.precision=bf16"]
+        args += ["trainer.channels_last=true", *glyphs]
+        return Stage(name, "pretrain", exp=exp, args=args, **links)
 
     def source_glyphs(self, source: str) -> list[str]:
         """The pretraining overrides of a recipe's glyph source."""
@@ -200,71 +171,67 @@ class Bench:
             return self.glyph_args("A")
         return {"procedural": [], "handdrawn": ["glyphs=handdrawn"]}[source]
 
-    def pretrain(self, source: str) -> tuple[Path, float]:
-        tag = "" if source == "procedural" else f"_{source.replace('-', '')}"  # _handdrawn, _dacon7A
-        exp = f"glyphs_fcn_e{self.budget.pretrain_epochs}{tag}"
-        return self.pretraining(exp, self.budget.pretrain_epochs, [], self.source_glyphs(source))
-
-    def fine_tune(
-        self, data: Path, exp: str, weights: Path | None, variant: str = "", extra: tuple | list = ()
-    ) -> float:
-        b = self.budget
-        train = ["-m", "multimnist.train", f"data.root={data}", "experiment=cpu_full", f"exp={exp}"]
-        train += [
-            f"paths.experiments={self.experiments}",
-            f"trainer.epochs={b.epochs}",
-            "trainer.progress=false",
-        ]
-        train += [f"backbone.weights={weights}"] if weights else []
+    def fine_tune(self, tag: str, exp: str, variant: str, weights: str | None, **links: str) -> list[Stage]:
+        """The fold sweep and its ensemble (`tag` tells a row's rounds apart)."""
         overrides = variant_overrides(variant)
         if any("{dacon7}" in o for o in overrides) and self.dacon7 is None:
             raise SystemExit(f"variant {variant} composes from the Dacon-7 glyphs: give --dacon7 FILE_OR_DIR")
-        train += [*(o.format(dacon7=Path(self.dacon7 or ".").resolve()) for o in overrides), *extra]
-        ens = [
-            "-m",
-            "multimnist.ensemble",
-            f"data.root={data}",
-            f"exp={exp}",
-            f"paths.experiments={self.experiments}",
+        args = ["experiment=cpu_full", f"trainer.epochs={self.budget.epochs}"]
+        args += [o.format(dacon7=Path(self.dacon7 or ".").resolve()) for o in overrides]
+        return [
+            Stage(f"folds{tag}", "train", exp=exp, args=args, weights=weights, **links),
+            Stage(f"ensemble{tag}", "ensemble", exp=exp),
         ]
-        folds = [int(f) for f in b.folds.split(",")]
-        finished = all((self.experiments / exp / f"fold{k}" / FINISHED_MARK).is_file() for k in folds)
-        finished &= (ensemble_dir(self.experiments, exp) / ENSEMBLE_RECORD).is_file()
-        partial = ["ensemble.allow_partial=true"] if len(folds) < 5 else []
-        return self.stage(f"fine-tune {exp}", finished, [[*train, f"fold={b.folds}", "-m"], [*ens, *partial]])
-
-    def self_train(self, first_exp: str, first_weights: Path, glyphs: list[str]) -> tuple[Path, float]:
-        """Harvest `first_exp`'s training images and pretrain again from `first_weights`, the harvest
-        mixed with `glyphs` (the first pretraining's source)."""
-        start = [f"backbone.weights={first_weights}", f"harvest.exp={first_exp}", "optimizer.lr=1e-3"]
-        return self.pretraining(f"self_{first_exp}", self.budget.self_epochs, start, glyphs)
 
     # --- one row -------------------------------------------------------------------------------
 
     def row(self, dataset: str, recipe: str, variant: str = "") -> dict:
-        data = self.data(dataset)
-        tag = dataset.replace("-", "")
-        minutes, weights = 0.0, None
+        root, data = self.data(dataset)
+        stages, tag = [data], dataset.replace("-", "")
         source, *rounds = recipe.split("+")
+        weights = None
         if recipe != "scratch":
-            weights, seconds = self.pretrain(source)
-            minutes += seconds / 60
+            suffix = "" if source == "procedural" else f"_{source.replace('-', '')}"  # _handdrawn, _dacon7A
+            exp = f"glyphs_fcn_e{self.budget.pretrain_epochs}{suffix}"
+            epochs = self.budget.pretrain_epochs
+            stages.append(self.pretraining("pretrain", exp, epochs, self.source_glyphs(source)))
+            weights = "pretrain"
         base = source.replace("-", "") + self.budget.pretrain_tag()
         suffix = "".join(f"_{v}" for v in variant_names(variant))
         exp = f"bench_{tag}_{base}_e{self.budget.epochs}{suffix}"
-        minutes += self.fine_tune(data, exp, weights, variant) / 60
+        stages += self.fine_tune("", exp, variant, weights)
         again = self_rounds(recipe)
         glyphs = self.source_glyphs(source) if again else []
         for k in range(1, again + 1):  # each round harvests from the previous round's folds
-            weights, seconds = self.self_train(exp, weights, glyphs)
+            before = "" if k == 1 else str(k - 1)
+            links = {"weights": weights, "harvest": f"folds{before}"}
+            pre = self.pretraining(f"pretrain{k}", f"self_{exp}", self.budget.self_epochs, glyphs, **links)
             name = f"self{self.budget.pretrain_tag()}" if source == "procedural" else f"{base}self"
             exp = f"bench_{tag}_{name}{k if k > 1 else ''}_e{self.budget.epochs}{suffix}"
-            minutes += (seconds + self.fine_tune(data, exp, weights, variant)) / 60
+            stages += [pre, *self.fine_tune(str(k), exp, variant, f"pretrain{k}")]
+            weights = f"pretrain{k}"
         if "pseudo" in rounds:  # the same weights again, the last ensemble's test predictions added
-            labels = ensemble_dir(self.experiments, exp) / "submission.csv"
+            labels = stages[-1].name
             exp = exp.replace(f"_e{self.budget.epochs}", f"pseudo_e{self.budget.epochs}", 1)
-            minutes += self.fine_tune(data, exp, weights, variant, [f"data.pseudo_labels={labels}"]) / 60
+            stages += self.fine_tune("_pseudo", exp, variant, weights, pseudo_labels=labels)
+        spec = f"{dataset}:{recipe}" + (f"@{variant}" if variant else "")
+        plan = Recipe(spec, stages, str(root), str(self.experiments), folds=self.budget.fold_list())
+        ran = run_recipe(plan)
+        for s in stages:
+            self.remember(shown(plan, s))
+        seconds = [r["seconds"] for r in ran["stages"] if r["stage"] != "data"]
+        minutes = math.nan if None in seconds else sum(seconds) / 60
         return self.result(dataset, recipe, exp, minutes, variant)
+
+    def remember(self, command: str) -> None:
+        """A stage's command for the published list, the glyph folder named as a user writes it."""
+        if self.dacon7 is not None:
+            given = Path(self.dacon7).resolve()
+            mine, theirs = (given.parent, "mnist_data") if given.is_file() else (given, "mnist_data/")
+            command = command.replace(str(mine), theirs)
+        command = command.replace(str(ROOT) + "/", "")
+        if command not in self.commands:
+            self.commands.append(command)
 
     def result(self, dataset: str, recipe: str, exp: str, minutes: float, variant: str = "") -> dict:
         report = json.loads((ensemble_dir(self.experiments, exp) / ENSEMBLE_RECORD).read_text())
@@ -289,7 +256,7 @@ class Bench:
             "test": acc,
             "oof": oof,
             "floor": floor,
-            "gap": (acc - floor) / (1 - floor),
+            "gap": gap_closed(acc, floor),
             "auc": sum(auc) / len(auc),
         }
 

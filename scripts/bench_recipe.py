@@ -20,25 +20,22 @@ than one layout (`--layouts`, LAYOUTS below: how spread out and how overlapped t
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from multimnist.build import make_loader
+from multimnist.config import CONF_DIR
 from multimnist.data.cache import cached_images
 from multimnist.data.dacon import DaconLayout, load_split
 from multimnist.data.dataset import DaconImages
-from multimnist.rundir import ENSEMBLE_RECORD, ensemble_dir
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo import pretrain_cpu  # noqa: E402  (the glyph pretraining `make demo` runs)
+from multimnist.stages import Recipe, Stage, run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 EASED = [
@@ -106,27 +103,22 @@ def plain_loop(data: Path, epochs: int | None, budget: float | None) -> tuple[fl
 
 
 def preset_run(
-    data: Path, preset: list[str], exps: Path, exp: str, pretrain: bool
+    data: Path, synth: list[str], preset: list[str], exps: Path, exp: str, pretrain: bool
 ) -> tuple[float, float, float]:
-    """(test accuracy, OOF accuracy, seconds) of a 5-fold preset sweep and its ensemble. The seconds of
-    the first, complete run are kept in <exp>/bench_recipe.json: a re-run reuses the finished folds
-    but still gives the loop the preset's real budget. `pretrain`: the `cpu` preset's glyph pretraining
-    (as `make demo` runs it) first, inside the budget, its weights loaded by every fold."""
-    timing = exps / exp / "bench_recipe.json"
-    start, py = time.perf_counter(), sys.executable
-    common = [f"data.root={data}", f"exp={exp}", f"paths.experiments={exps}"]
+    """(test accuracy, OOF accuracy, seconds) of a 5-fold preset sweep and its ensemble, through the
+    recipe runner: the data first (not timed), then with `pretrain` the `cpu` preset's glyph
+    pretraining as `make demo` runs it (recipe=demo's pretrain stage), inside the budget. A re-run
+    reuses finished stages with their recorded seconds, so the loop still gets the preset's budget."""
+    stages = [Stage("data", "synth", args=synth)]
     if pretrain:
-        preset = [*preset, pretrain_cpu(exps, f"{exp}_glyphs")]
-    train = [py, "-m", "multimnist.train", *common, *preset, "trainer.progress=false", "fold=0,1,2,3,4", "-m"]
-    subprocess.run(train, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    subprocess.run(
-        [py, "-m", "multimnist.ensemble", *common], check=True, cwd=ROOT, stdout=subprocess.DEVNULL
-    )
-    report = json.loads((ensemble_dir(exps, exp) / ENSEMBLE_RECORD).read_text())
-    if not timing.is_file():
-        timing.write_text(json.dumps({"seconds": time.perf_counter() - start}) + "\n")
-    seconds = json.loads(timing.read_text())["seconds"]
-    return report["test_accuracy"], report["oof_accuracy"], seconds
+        demo_pretrain = OmegaConf.load(CONF_DIR / "recipe" / "demo.yaml").stages.pretrain
+        stages.append(Stage("pretrain", "pretrain", exp=f"{exp}_glyphs", args=list(demo_pretrain.args)))
+    stages.append(Stage("folds", "train", exp=exp, args=preset, weights="pretrain" if pretrain else None))
+    stages.append(Stage("ensemble", "ensemble", exp=exp))
+    result = run_recipe(Recipe(f"bench-recipe {exp}", stages, str(data), str(exps)))
+    seconds = [r["seconds"] for r in result["stages"] if r["stage"] != "data"]
+    budget = sum(seconds) if None not in seconds else float("nan")
+    return result["test_accuracy"], result["oof_accuracy"], budget
 
 
 def main() -> int:
@@ -156,25 +148,14 @@ def run_layout(args: argparse.Namespace, layout: str) -> None:
     """Both arms on one layout's data (generated on first use), printed as two rows."""
     name = f"recipe_{args.glyphs}" + ("" if layout == "default" else f"_{layout}")
     data = ROOT / "data" / name
-    if not (data / "synth.json").is_file():
-        glyphs = [f"glyphs={args.glyphs}"] + ([f"glyphs.path={args.glyphs_path}"] if args.glyphs_path else [])
-        synth = [
-            sys.executable,
-            "-m",
-            "multimnist.synth",
-            f"out={data}",
-            "n_train=8000",
-            "n_test=2000",
-            "seed=5",
-        ]
-        subprocess.run([*synth, *EASED, *LAYOUTS[layout], *glyphs, "progress=false"], check=True, cwd=ROOT)
-    answers = load_split(DaconLayout(data), "test").labels
-    floor = float(1 - answers.mean())
+    glyphs = [f"glyphs={args.glyphs}"] + ([f"glyphs.path={args.glyphs_path}"] if args.glyphs_path else [])
+    synth = ["n_train=8000", "n_test=2000", "seed=5", *EASED, *LAYOUTS[layout], *glyphs]
     preset = shlex.split(args.preset)
     exp = f"{name}_" + "_".join(p.replace("=", "-").replace(".", "-") for p in preset)
     exp += "_scratch" if args.no_pretrain else ""
     rows = []
-    acc, oof, budget = preset_run(data, preset, Path(args.experiments), exp, not args.no_pretrain)
+    acc, oof, budget = preset_run(data, synth, preset, Path(args.experiments), exp, not args.no_pretrain)
+    floor = float(1 - load_split(DaconLayout(data), "test").labels.mean())
     how = "5 folds + ensemble" if args.no_pretrain else "glyph pretraining + 5 folds + ensemble"
     rows.append((f"multimnist.train {args.preset}, {how}", acc, oof, budget))
     acc, seconds, epochs = plain_loop(data, args.loop_epochs, None if args.loop_epochs else budget)

@@ -17,7 +17,6 @@ the test answers (thresholds and temperatures come from out-of-fold predictions)
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from dataclasses import dataclass
 from math import nan
@@ -29,6 +28,7 @@ from multimnist import decode
 from multimnist.data.dacon import DaconLayout, read_label_csv
 from multimnist.decode import aggregate, decode_with, score_candidates, view_columns
 from multimnist.runs import collect_runs, oof_matrix, test_matrix
+from multimnist.stages import Recipe, Stage, run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
@@ -285,17 +285,10 @@ def main() -> int:
         if not path.is_file():
             print(f"{path} is missing: run `{bench.needs}` first (it writes the benchmark's inputs)")
             return 2
-    for name in bench.variants:
-        print(f"$ {bench.command(name)}", flush=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "multimnist.train",
-            f"data.root={data}",
-            f"paths.experiments={EXPERIMENTS}",
-        ]
-        cmd += [*train_args(bench.base, bench.variants[name]), f"exp={name}", "trainer.progress=false"]
-        subprocess.run([*cmd, f"fold={bench.folds.get(name, FOLDS)}", "-m"], check=True, cwd=ROOT)
+    for name in bench.variants:  # each variant's folds, through the recipe runner (finished ones skipped)
+        folds = [int(f) for f in bench.folds.get(name, FOLDS).split(",")]
+        stage = Stage("folds", "train", exp=name, args=train_args(bench.base, bench.variants[name]))
+        run_recipe(Recipe(f"claims {name}", [stage], str(data), str(EXPERIMENTS), folds=folds))
     rows, notes = make_rows(bench)
     floor = 1 - read_label_csv(DaconLayout(data).path("test_answer")).to_numpy().mean()
     lines = [bench.mark, "", "| claim | setting | run | OOF acc | test acc |", "|---|---|---|---|---|"]

@@ -14,9 +14,6 @@ each row's best validation accuracy, the share of the floor->perfect gap it clos
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -24,8 +21,9 @@ import pandas as pd
 from multimnist.data.dacon import DaconLayout, load_split
 from multimnist.data.folds import load_or_make_folds
 from multimnist.io import OutputError, claim_folder
+from multimnist.stages import Recipe, Stage, run_recipe
 
-COMMON = ["trainer.progress=false", "trainer.num_workers=1", "experiment=cpu_full", "fold=0"]
+COMMON = ["experiment=cpu_full", "trainer.num_workers=1"]
 LITE0 = ["backbone=tf_effnet_lite0", "backbone.pretrained=true", "backbone.head=per_location"]
 LITE0 += ["backbone.img_size=128", "optimizer.lr=1e-3"]
 ROWS = {  # name -> overrides after COMMON (PRETRAINED: the pool-A glyph pretraining's weights)
@@ -36,13 +34,6 @@ ROWS = {  # name -> overrides after COMMON (PRETRAINED: the pool-A glyph pretrai
     "fcn pool-A glyphs": ["PRETRAINED"],
     "fcn pool-A glyphs + stream": ["PRETRAINED", "STREAM"],
 }
-
-
-def run(cmd: list[str]) -> float:
-    print("+", " ".join(cmd), flush=True)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, *cmd], check=True)
-    return time.perf_counter() - start
 
 
 def floor_of(root: Path) -> float:
@@ -70,37 +61,31 @@ def main() -> None:
         parser.error(str(err))
     glyphs = str(Path(args.dacon7).resolve())
     data = out / "data"
-    if not (data / "synth.json").is_file():
-        run(
-            ["-m", "multimnist.synth", f"out={data}", f"n_train={args.n_train}", "n_test=100", "seed=0"]
-            + ["glyphs=dacon7", f"glyphs.path={glyphs}", "glyphs.pool=B", "compositor.spread=0.8"]
-            + ["progress=false"]
-        )
+    synth = [f"n_train={args.n_train}", "n_test=100", "seed=0", "glyphs=dacon7", f"glyphs.path={glyphs}"]
+    stages = [Stage("data", "synth", args=[*synth, "glyphs.pool=B", "compositor.spread=0.8"])]
     stream = ["synthetic=dacon7", f"data.synthetic.glyphs.path={glyphs}", "data.synthetic.glyphs.pool=A"]
     stream.append(f"data.synthetic.per_epoch={args.stream}")
-    weights = out / f"glyphs_A_e{args.pretrain_epochs}" / "pretrain" / "weights.pt"
-    if any("PRETRAINED" in ROWS[r] for r in args.rows) and not weights.is_file():
-        cmd = ["-m", "multimnist.pretrain", "backbone=fcn", f"exp={weights.parent.parent.name}"]
-        cmd += [f"paths.experiments={out}", f"trainer.epochs={args.pretrain_epochs}", "crops.per_epoch=30000"]
-        cmd += ["trainer.precision=bf16", "trainer.channels_last=true", "trainer.progress=false"]
-        cmd += ["glyphs=dacon7", f"glyphs.path={glyphs}", "glyphs.pool=A"]
-        print(f"pool-A glyph pretraining: {run(cmd) / 60:.1f} min", flush=True)
-    given = {"STREAM": stream, "PRETRAINED": [f"backbone.weights={weights}"]}
+    if any("PRETRAINED" in ROWS[r] for r in args.rows):
+        pre = ["backbone=fcn", f"trainer.epochs={args.pretrain_epochs}", "crops.per_epoch=30000"]
+        pre += ["trainer.precision=bf16", "trainer.channels_last=true"]
+        pre += ["glyphs=dacon7", f"glyphs.path={glyphs}", "glyphs.pool=A"]
+        stages.append(Stage("pretrain", "pretrain", exp=f"glyphs_A_e{args.pretrain_epochs}", args=pre))
+    exps = {}
+    for name in args.rows:
+        exps[name] = name.replace(" + ", "_").replace(" ", "_")
+        extra = [o for x in ROWS[name] if x != "PRETRAINED" for o in (stream if x == "STREAM" else [x])]
+        weights = "pretrain" if "PRETRAINED" in ROWS[name] else None
+        args_ = [*COMMON, f"trainer.epochs={args.epochs}", *extra]
+        stages.append(Stage(f"row {name}", "train", exp=exps[name], args=args_, weights=weights))
+    # one recipe: the runner skips finished stages and keeps every stage's minutes (out/stages.json)
+    ran = run_recipe(Recipe("probe-levers", stages, str(data), str(out), folds=[0]))
+    seconds = {r["stage"]: r["seconds"] for r in ran["stages"]}
     floor, table = floor_of(data), []
     for name in args.rows:
-        exp = name.replace(" + ", "_").replace(" ", "_")
-        extra = [o for x in ROWS[name] for o in given.get(x, [x])]
-        cmd = ["-m", "multimnist.train", f"data.root={data}", f"paths.experiments={out}", f"exp={exp}"]
-        cmd += [*COMMON, f"trainer.epochs={args.epochs}", *extra]
-        done, timed = out / exp / "fold0" / "test_logits.npy", out / exp / "probe_seconds.txt"
-        if not done.is_file():
-            timed.parent.mkdir(parents=True, exist_ok=True)
-            timed.write_text(f"{run(cmd)}\n")  # a re-run reuses the row and its recorded time
-        seconds = float(timed.read_text()) if timed.is_file() else float("nan")
-        metrics = pd.read_csv(out / exp / "fold0" / "metrics.csv")
+        metrics = pd.read_csv(out / exps[name] / "fold0" / "metrics.csv")
         best = float(metrics.val_acc.max())
-        per_epoch = float(metrics.seconds.mean())
-        table.append((name, best, (best - floor) / (1 - floor), seconds / 60, per_epoch))
+        minutes = (seconds[f"row {name}"] or float("nan")) / 60
+        table.append((name, best, (best - floor) / (1 - floor), minutes, float(metrics.seconds.mean())))
     print(f"\nfold 0 of {args.n_train} dacon7-B images (spread 0.8), {args.epochs} epochs, floor {floor:.4f}")
     print("| row | best val acc | gap closed | min | s/epoch |\n|---|---|---|---|---|")
     for name, best, gap, minutes, per_epoch in table:

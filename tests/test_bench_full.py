@@ -4,10 +4,11 @@ experiments/README.md as one section, the shown commands name no machine-specifi
 from __future__ import annotations
 
 import importlib.util
-import math
 import sys
 
 import pytest
+
+from multimnist import stages as st
 
 from .conftest import REPO
 
@@ -20,16 +21,21 @@ def bench_module():
     return module
 
 
-def test_a_finished_stage_keeps_its_recorded_time_and_is_not_run_again(tmp_path):
-    bf = bench_module()
-    marker = tmp_path / "ran.txt"
-    cmd = ["-c", f"open({str(marker)!r}, 'a').write('x')"]
-    bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget(), dacon7=str(tmp_path / "mnist_data"))
-    first = bench.stage("one", False, [cmd])
-    again = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget())  # a later invocation
-    assert again.stage("one", True, [cmd]) == first
-    assert marker.read_text() == "x"  # ran once
-    assert math.isnan(again.stage("never timed", True, [cmd]))  # finished before times were kept
+def plan(bf, bench, monkeypatch, dataset: str, recipe: str, variant: str = ""):
+    """The recipe a row hands the runner (nothing runs; each stage "took" a minute): the runner's
+    stage keys, each stage's command line, and what the row returns (its exp and minutes)."""
+    planned = []
+
+    def fake_run(r):
+        planned.append(r)
+        return {"stages": [{"stage": s.name, "seconds": 60.0} for s in r.stages]}
+
+    monkeypatch.setattr(bf, "run_recipe", fake_run)
+    monkeypatch.setattr(bench, "result", lambda dataset, recipe, exp, minutes, variant: (exp, minutes))
+    exp, minutes = bench.row(dataset, recipe, variant)
+    (r,) = planned
+    keys = [st.stage_key(r, s) for s in r.stages]
+    return r, keys, {k: st.argv(r, s) for k, s in zip(keys, r.stages, strict=True)}, exp, minutes
 
 
 def _table(bf, *rows: tuple[str, str, float]) -> str:
@@ -73,7 +79,7 @@ def test_the_table_is_one_section_of_the_experiments_readme_and_a_run_merges_int
 def test_shown_commands_name_the_glyph_folder_as_a_user_writes_it(tmp_path):
     bf = bench_module()
     bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget(), dacon7=str(tmp_path / "mnist_data"))
-    bench.stage("data", True, [["-m", "multimnist.synth", *bench.glyph_args("B")]])
+    bench.remember(" ".join(["python -m multimnist.synth", *bench.glyph_args("B")]))
     assert bench.commands == [
         "python -m multimnist.synth glyphs=dacon7 glyphs.path=mnist_data/ glyphs.pool=B"
     ]
@@ -83,53 +89,40 @@ def test_a_self_training_row_on_pool_a_with_a_variant_runs_the_stages_it_names(t
     """dacon7-B:dacon7-A+self@max: pretraining and the self-training round both on pool A's glyphs, the
     round harvesting the first fine-tune, and the variant's override in both fine-tunes."""
     bf = bench_module()
-    bench = bf.Bench(
-        tmp_path / "exp",
-        tmp_path / "data",
-        bf.Budget(pretrain_epochs=30),
-        dacon7=str(tmp_path / "mnist_data"),
-    )
-    stages = []
-    monkeypatch.setattr(bench, "stage", lambda key, done, cmds: stages.append((key, cmds)) or 60.0)
-    monkeypatch.setattr(bench, "result", lambda dataset, recipe, exp, minutes, variant: (exp, minutes))
-    exp, minutes = bench.row("dacon7-B", "dacon7-A+self", "max")  # 30 pretraining epochs: the old names
-    keys = [key for key, _ in stages]
-    assert keys == [
-        "data dacon7-B",
+    budget = bf.Budget(pretrain_epochs=30)
+    bench = bf.Bench(tmp_path / "exp", tmp_path / "data", budget, dacon7=str(tmp_path / "mnist_data"))
+    recipe, keys, lines, exp, minutes = plan(bf, bench, monkeypatch, "dacon7-B", "dacon7-A+self", "max")
+    assert keys[1:] == [  # 30 pretraining epochs: the old names
         "pretrain glyphs_fcn_e30_dacon7A",
-        "fine-tune bench_dacon7B_dacon7A_e5_max",
+        "train bench_dacon7B_dacon7A_e5_max",
+        "ensemble bench_dacon7B_dacon7A_e5_max",
         "pretrain self_bench_dacon7B_dacon7A_e5_max",
-        "fine-tune bench_dacon7B_dacon7Aself_e5_max",
+        "train bench_dacon7B_dacon7Aself_e5_max",
+        "ensemble bench_dacon7B_dacon7Aself_e5_max",
     ]
-    assert exp == "bench_dacon7B_dacon7Aself_e5_max" and minutes == 4.0  # every stage after the data
-    pretrains = [cmds[0] for key, cmds in stages if key.startswith("pretrain")]
-    assert all("glyphs.pool=A" in cmd for cmd in pretrains)
+    assert exp == "bench_dacon7B_dacon7Aself_e5_max" and minutes == 6.0  # every stage after the data
+    pretrains = [line for key, line in lines.items() if key.startswith("pretrain")]
+    assert all("glyphs.pool=A" in line for line in pretrains)
     assert "harvest.exp=bench_dacon7B_dacon7A_e5_max" in pretrains[1]
     assert any(a.startswith("backbone.weights=") and "glyphs_fcn_e30_dacon7A" in a for a in pretrains[1])
-    tunes = [cmds[0] for key, cmds in stages if key.startswith("fine-tune")]
-    assert all("backbone.global_pool=max" in cmd for cmd in tunes)
-    assert "backbone.weights=" + str(tmp_path / "exp" / "self_bench_dacon7B_dacon7A_e5_max") in " ".join(
-        tunes[1]
-    )
+    tunes = [line for key, line in lines.items() if key.startswith("train")]
+    assert all("backbone.global_pool=max" in line for line in tunes)
+    weights = "backbone.weights=" + str(tmp_path / "exp" / "self_bench_dacon7B_dacon7A_e5_max")
+    assert weights in " ".join(tunes[1])
 
 
 def test_a_pseudo_label_round_trains_on_the_last_ensembles_predictions(tmp_path, monkeypatch):
     bf = bench_module()
     bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget(pretrain_epochs=30))
-    stages = []
-    monkeypatch.setattr(bench, "stage", lambda key, done, cmds: stages.append((key, cmds)) or 60.0)
-    monkeypatch.setattr(bench, "result", lambda dataset, recipe, exp, minutes, variant: (exp, minutes))
-    exp, minutes = bench.row("procedural", "procedural+self+pseudo")
-    assert [key for key, _ in stages][-2:] == [
-        "fine-tune bench_procedural_self_e5",
-        "fine-tune bench_procedural_selfpseudo_e5",
+    recipe, keys, lines, exp, minutes = plan(bf, bench, monkeypatch, "procedural", "procedural+self+pseudo")
+    assert [k for k in keys if k.startswith("train")][-2:] == [
+        "train bench_procedural_self_e5",
+        "train bench_procedural_selfpseudo_e5",
     ]
-    assert exp == "bench_procedural_selfpseudo_e5" and minutes == 5.0
-    pseudo = stages[-1][1][0]
-    assert (
-        f"data.pseudo_labels={tmp_path / 'exp' / 'bench_procedural_self_e5' / 'ensemble' / 'submission.csv'}"
-        in pseudo
-    )
+    assert exp == "bench_procedural_selfpseudo_e5" and minutes == 8.0
+    pseudo = lines["train bench_procedural_selfpseudo_e5"]
+    labels = tmp_path / "exp" / "bench_procedural_self_e5" / "ensemble" / "submission.csv"
+    assert f"data.pseudo_labels={labels}" in pseudo
     weights = [a for a in pseudo if a.startswith("backbone.weights=")]
     first_round = tmp_path / "exp" / "self_bench_procedural_procedural_e5" / "pretrain" / "weights.pt"
     assert weights == [f"backbone.weights={first_round}"]
@@ -139,16 +132,13 @@ def test_a_pseudo_label_round_trains_on_the_last_ensembles_predictions(tmp_path,
 def test_a_handdrawn_row_pretrains_on_the_redrawn_fonts_and_needs_no_glyph_files(tmp_path, monkeypatch):
     bf = bench_module()
     bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget(pretrain_epochs=30))  # no --dacon7
-    stages = []
-    monkeypatch.setattr(bench, "stage", lambda key, done, cmds: stages.append((key, cmds)) or 60.0)
-    monkeypatch.setattr(bench, "result", lambda dataset, recipe, exp, minutes, variant: (exp, minutes))
-    exp, _ = bench.row("procedural", "handdrawn+self")
-    pretrains = {key: cmds[0] for key, cmds in stages if key.startswith("pretrain")}
+    recipe, keys, lines, exp, _ = plan(bf, bench, monkeypatch, "procedural", "handdrawn+self")
+    pretrains = {key: line for key, line in lines.items() if key.startswith("pretrain")}
     assert list(pretrains) == [
         "pretrain glyphs_fcn_e30_handdrawn",
         "pretrain self_bench_procedural_handdrawn_e5",
     ]
-    assert all("glyphs=handdrawn" in cmd for cmd in pretrains.values())  # the harvest mixed with them too
+    assert all("glyphs=handdrawn" in line for line in pretrains.values())  # the harvest mixed with them too
     assert exp == "bench_procedural_handdrawnself_e5"
     assert bf.pretraining_glyphs("handdrawn") == "procedural, redrawn by hand"
 
@@ -158,15 +148,12 @@ def test_the_default_60_epoch_pretraining_names_its_stages_apart_and_shows_its_e
     no stage is shared by mistake, and the table says how long each row pretrained."""
     bf = bench_module()
     bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget())
-    stages = []
-    monkeypatch.setattr(bench, "stage", lambda key, done, cmds: stages.append((key, cmds)) or 60.0)
-    monkeypatch.setattr(bench, "result", lambda dataset, recipe, exp, minutes, variant: (exp, minutes))
-    exp, _ = bench.row("procedural", "procedural+self")
-    assert [key for key, _ in stages][1:] == [
+    recipe, keys, lines, exp, _ = plan(bf, bench, monkeypatch, "procedural", "procedural+self")
+    assert [k for k in keys if not k.startswith(("synth", "ensemble"))] == [
         "pretrain glyphs_fcn_e60",
-        "fine-tune bench_procedural_procedural_p60_e5",
+        "train bench_procedural_procedural_p60_e5",
         "pretrain self_bench_procedural_procedural_p60_e5",
-        "fine-tune bench_procedural_self_p60_e5",
+        "train bench_procedural_self_p60_e5",
     ]
     assert exp == "bench_procedural_self_p60_e5"
     assert bench.budget.pretrain_text("procedural+self") == "60 + 8"
@@ -199,13 +186,12 @@ def test_variants_combine_in_the_named_order_in_overrides_and_experiment_names(t
     every fine-tune, both names in its experiments."""
     bf = bench_module()
     bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget(pretrain_epochs=30))
-    stages = []
-    monkeypatch.setattr(bench, "stage", lambda key, done, cmds: stages.append((key, cmds)) or 60.0)
-    monkeypatch.setattr(bench, "result", lambda dataset, recipe, exp, minutes, variant: (exp, minutes))
-    exp, _ = bench.row("procedural", "procedural+self", "seed1,lr1")
+    recipe, keys, lines, exp, _ = plan(bf, bench, monkeypatch, "procedural", "procedural+self", "seed1,lr1")
     assert exp == "bench_procedural_self_e5_seed1_lr1"
-    tunes = [cmds[0] for key, cmds in stages if key.startswith("fine-tune")]
+    tunes = [line for key, line in lines.items() if key.startswith("train")]
     assert len(tunes) == 2
-    assert all(cmd[-4:-2] == ["trainer.seed=1", "optimizer.lr=1e-3"] for cmd in tunes), tunes
+    for line in tunes:
+        at = line.index("trainer.seed=1")
+        assert line[at : at + 2] == ["trainer.seed=1", "optimizer.lr=1e-3"], line
     assert bf.variant_overrides("") == [] and bf.variant_overrides("lr1") == ["optimizer.lr=1e-3"]
     assert bf.unknown_variants("seed1,lr9") == ["lr9"] and bf.unknown_variants("") == []

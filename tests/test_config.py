@@ -159,6 +159,7 @@ def test_library_modules_know_nothing_of_hydra():
         "pretraining.py",  # the pretrain command's steps
         "ensemble.py",
         "predict.py",
+        "recipe.py",
         "show.py",
         "config.py",
         "cli.py",
@@ -180,6 +181,7 @@ ENTRY_POINTS = (
     "multimnist.predict",
     "multimnist.synth",
     "multimnist.synth.show",
+    "multimnist.recipe",
 )
 
 

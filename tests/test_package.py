@@ -3,6 +3,7 @@ source tree it generates data, trains, ensembles and answers --help through its 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -38,27 +39,41 @@ def installed(tmp_path_factory) -> tuple[Path, dict]:
     (wheel,) = (tmp / "dist").glob("multimnist-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "multimnist/conf/train.yaml" in names and "multimnist/conf/backbone/effnet_b5.yaml" in names
+    assert "multimnist/conf/recipe/self_training.yaml" in names and "multimnist/docs/recipes.md" in names
     run([*pip, "install", "--no-deps", "--target", str(tmp / "site"), str(wheel)], tmp, env)
     shutil.rmtree(source)  # nothing of the checkout is left to find
     return tmp / "site", env | {"PYTHONPATH": str(tmp / "site")}
 
 
-def test_the_installed_wheel_runs_synth_train_and_ensemble_outside_the_checkout(installed, tmp_path):
+def test_the_installed_wheel_runs_the_self_training_recipe_with_one_command(installed, tmp_path):
+    """multimnist-recipe recipe=self_training at tiny sizes, outside the checkout: data, pretraining,
+    2 folds, the ensemble, the harvest-and-pretrain round, 2 folds again, the ensemble again."""
     site, env = installed
     py = sys.executable
     where = run(
         [py, "-c", "import multimnist.config as c; print(c.__file__); print(c.CONF_DIR)"], tmp_path, env
     )
     assert all(line.startswith(str(site)) for line in where.stdout.split())  # not this checkout
-    run(
-        [py, "-m", "multimnist.synth", "out=d", "n_train=40", "n_test=10", "preset=easy", "workers=1"],
-        tmp_path,
-        env,
-    )
-    train = [py, "-m", "multimnist.train", "data.root=d", "exp=w", "backbone=tiny", "trainer.epochs=1"]
-    train += ["trainer.num_workers=0", "trainer.tta_views=1", "data.folds.n_splits=2", "fold=0,1", "-m"]
-    run(train, tmp_path, env)
-    done = run([py, "-m", "multimnist.ensemble", "exp=w", "ensemble.plots=false"], tmp_path, env)
-    assert "test accuracy" in done.stdout and (tmp_path / "experiments/w/ensemble/submission.csv").is_file()
+    tiny = ["backbone=tiny", "trainer.precision=auto", "trainer.channels_last=false"]
+    recipe = [str(site / "bin" / "multimnist-recipe"), "recipe=self_training", "data.root=d", "folds=[0,1]"]
+    recipe += ["bar=null", "extra.synth=[n_train=40,n_test=10,preset=easy,workers=1]"]
+    recipe += [f"extra.pretrain=[{','.join(tiny)},trainer.epochs=1,crops.per_epoch=64]"]
+    train = [
+        *tiny,
+        "trainer.epochs=1",
+        "trainer.num_workers=0",
+        "trainer.tta_views=1",
+        "data.folds.n_splits=2",
+    ]
+    recipe += [f"extra.train=[{','.join(train)}]", "extra.ensemble=[ensemble.plots=false]"]
+    done = run(recipe, tmp_path, env)
+    assert "| refolds | multimnist.train |" in done.stdout and "test accuracy" in done.stdout
+    record = json.loads((tmp_path / "experiments/demo_full_self/recipe.json").read_text())
+    assert [r["status"] for r in record["stages"]] == ["ran"] * 7
+    assert (tmp_path / "experiments/self_demo_full/pretrain/harvest.npz").is_file()  # the round harvested
+    assert (tmp_path / "experiments/demo_full_self/ensemble/submission.csv").is_file()
+    again = run(recipe, tmp_path, env)  # finished: every stage skipped
+    assert again.stdout.count("(earlier)") == 7
     helped = run([str(site / "bin" / "multimnist-train"), "--help"], tmp_path, env)
     assert helped.stdout.startswith("multimnist.train") and "experiment: " in helped.stdout
+    assert f"Docs: {site / 'multimnist' / 'docs'}/ (" in helped.stdout  # where the pages are, installed

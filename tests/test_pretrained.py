@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 import timm
 import torch
+from omegaconf import OmegaConf
 
 from multimnist.build import place_model
-from multimnist.config import compose
+from multimnist.config import CONF_DIR, compose
 from multimnist.ensemble import run_ensemble
 from multimnist.fold import run_fold
 from multimnist.model import build_model, input_normalization
@@ -93,8 +94,9 @@ def test_normalize_feeds_the_pretrained_weights_input_statistics():
 
 @pytest.mark.slow  # ~1-2 min: EfficientNet-B5 on a CPU, even at 32 px
 def test_gpu_full_recipe_runs_end_to_end_at_tiny_sizes(synth_root, tmp_path, offline):
-    """recipe=gpu_full pretraining (ImageNet weights from a local file), experiment=gpu_full folds
-    from its weights.pt, the ensemble: the GPU recipe's stages, at debug sizes on a CPU."""
+    """recipe=gpu_full_glyphs's pretraining (ImageNet weights from a local file; procedural glyphs
+    here), experiment=gpu_full folds from its weights.pt with the stream, the ensemble: the GPU
+    recipes' stages, at debug sizes on a CPU."""
     torch.manual_seed(0)
     imagenet = tmp_path / "effnet_b5.pth"
     torch.save(timm.create_model("efficientnet_b5").state_dict(), imagenet)
@@ -105,16 +107,24 @@ def test_gpu_full_recipe_runs_end_to_end_at_tiny_sizes(synth_root, tmp_path, off
         "trainer.num_workers=0",
         "trainer.progress=false",
     ]
+    recipe = OmegaConf.load(CONF_DIR / "recipe" / "gpu_full_glyphs.yaml").stages.pretrain
+    shipped = [a for a in recipe.args if not a.startswith("glyphs")]  # procedural glyphs: no mnist_data here
     weights = run_pretrain(
         compose(
             "pretrain",
-            ["recipe=gpu_full", f"backbone.pretrained_file={imagenet}", f"paths.experiments={exps}"]
+            [
+                *shipped,
+                f"exp={recipe.exp}",
+                f"backbone.pretrained_file={imagenet}",
+                f"paths.experiments={exps}",
+            ]
             + ["backbone.img_size=64", "crops.per_epoch=16", "crops.eval_crops=16", "trainer.epochs=1"]
             + ["trainer.batch_size=16", *cpu],
         )
     )
     assert weights == exps / "gpu_glyphs" / "pretrain" / "weights.pt" and weights.is_file()
     train = ["experiment=gpu_full", "trainer=debug", f"backbone.weights={weights}", "backbone.img_size=32"]
+    train += ["backbone.pretrained=false", "synthetic=procedural", "data.synthetic.per_epoch=8"]
     train += [f"data.root={synth_root}", f"data.cache_dir={tmp_path / 'cache'}", f"paths.experiments={exps}"]
     train += ["data.folds.n_splits=2", "trainer.batch_size=8", "trainer.tta_views=1", *cpu]
     for fold in (0, 1):

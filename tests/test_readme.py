@@ -23,6 +23,7 @@ CONFIG_OF = {
     "multimnist.pretrain": "pretrain",
     "multimnist.predict": "predict",
     "multimnist.synth.show": "show",
+    "multimnist.recipe": "recipe",
 }
 
 
@@ -65,6 +66,10 @@ def test_python_commands_compose(line):
     if any(re.search(r"\[[^\]]*\|", a) or a.startswith("[") for a in args):
         pytest.skip("a syntax template; its concrete examples are tested")
     overrides = [a.split(",")[0] if a.startswith("fold=") else a for a in args]  # one job of a sweep
+    if entry == "multimnist.recipe":  # its command line quotes the extra lists for Hydra
+        from multimnist.recipe import quote_overrides
+
+        overrides = [quote_overrides(a) for a in overrides]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(
             config_name=CONFIG_OF[entry],
