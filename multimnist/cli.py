@@ -91,6 +91,21 @@ class CheckOutputPlace(Callback):
         except OutputError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
+        require_slurm(str(config.hydra.launcher.get("_target_", "")))
+
+
+def require_slurm(launcher: str) -> None:
+    """hydra/launcher=slurm off a Slurm cluster: submitit raises a bare RuntimeError ("Could not
+    detect srun") with its traceback; one line with the alternatives instead, before anything runs."""
+    import shutil
+
+    if launcher.endswith("SlurmLauncher") and shutil.which("srun") is None:
+        print(
+            "error: hydra/launcher=slurm submits to a Slurm cluster, and srun is not on this machine's "
+            "PATH; on one machine use hydra/launcher=local or hydra/launcher=parallel",
+            file=sys.stderr,
+        )
+        sys.exit(2)
 
 
 def describe(err: BaseException) -> str:

@@ -242,3 +242,10 @@ def multilabel_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, floa
         else float("nan")
     )
     return {"val_acc": acc, "val_auc": auc}
+
+
+def gap_closed(accuracy: float | None, floor: float | None) -> float | None:
+    """The share of the all-zeros floor -> perfect gap an accuracy closes (None when unknown)."""
+    if accuracy is None or floor is None or floor >= 1:
+        return None
+    return (accuracy - floor) / (1 - floor)

@@ -20,10 +20,18 @@ from omegaconf import DictConfig, OmegaConf
 from multimnist import decode, plots
 from multimnist.cli import report, run_cli
 from multimnist.config import dataset_args, inference_args, loader_args, validate
-from multimnist.decode import Candidate, aggregate, choose, decode_with, score_candidates, view_columns
+from multimnist.decode import (
+    Candidate,
+    aggregate,
+    choose,
+    decode_with,
+    gap_closed,
+    score_candidates,
+    view_columns,
+)
 from multimnist.io import atomic_path, ensure_writable, save_text
 from multimnist.labels import CSV_COLUMNS, LETTERS
-from multimnist.report import fold_scores, format_table, gap_closed, write_diagnostics, write_page
+from multimnist.report import fold_scores, format_table, write_diagnostics, write_page
 from multimnist.rundir import ENSEMBLE_RECORD, SUBMISSION, ensemble_dir, run_lock
 from multimnist.runs import (
     Answers,

@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 from multimnist.cli import report, require_keys, run_cli
 from multimnist.config import inference_args, validate
 from multimnist.data.dacon import DatasetError, Split, check_image_header, read_label_csv
-from multimnist.decode import Candidate, aggregate, decode_with, view_columns
+from multimnist.decode import Candidate, aggregate, decode_with, gap_closed, view_columns
 from multimnist.io import atomic_path, ensure_writable, save_text
 from multimnist.labels import LETTERS
 from multimnist.rundir import ENSEMBLE_RECORD, ensemble_dir, fold_dir, read_config, read_json
@@ -136,7 +136,7 @@ def scores(labels: np.ndarray, truth: np.ndarray) -> dict:
         "images": int(len(truth)),
         "accuracy": accuracy,
         "floor": floor,
-        "gap_closed": (accuracy - floor) / (1 - floor) if floor < 1 else None,
+        "gap_closed": gap_closed(accuracy, floor),
         "per_letter": {
             c: {"missed": float(m), "extra": float(e)} for c, m, e in zip(LETTERS, missed, extra, strict=True)
         },

@@ -58,13 +58,6 @@ def fold_scores(runs: list, train_answers: pd.DataFrame) -> dict:
     return {"runs": rows, **summary}
 
 
-def gap_closed(accuracy: float | None, floor: float | None) -> float | None:
-    """The share of the all-zeros floor -> perfect gap an accuracy closes (None when unknown)."""
-    if accuracy is None or floor is None or floor >= 1:
-        return None
-    return (accuracy - floor) / (1 - floor)
-
-
 def fold_lines(folds: dict) -> list[str]:
     """The per-fold table as terminal lines: each run, then mean +- sd."""
     lines = [f"{'fold run':28} {'OOF acc':>8} {'OOF AUC':>8} {'best epoch':>11}"]

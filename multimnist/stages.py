@@ -256,6 +256,11 @@ def run_command(module: str, args: list[str], cwd: str | Path | None = None) -> 
     return time.perf_counter() - started
 
 
+def ensemble_record(experiments: str | Path, exp: str) -> dict:
+    """What an experiment's ensemble wrote (ensemble.json): its scores, the floor, the gap, the folds."""
+    return json.loads((ensemble_dir(experiments, exp) / ENSEMBLE_RECORD).read_text())
+
+
 def figure(recipe: Recipe, s: Stage) -> str:
     """A stage's figure, read from what it wrote: images generated, held-out top-1 of a pretraining,
     folds' OOF accuracy, the ensemble's test accuracy and gap."""
@@ -275,7 +280,7 @@ def figure(recipe: Recipe, s: Stage) -> str:
             last = [pd.read_csv(fold_dir(exps, s.exp, k) / "metrics.csv").iloc[-1] for k in recipe.folds]
             acc = [r["val_acc"] for r in last]
             return f"{len(acc)} folds: val accuracy {sum(acc) / len(acc):.4f}"
-        report = json.loads((ensemble_dir(exps, s.exp) / ENSEMBLE_RECORD).read_text())
+        report = ensemble_record(exps, s.exp)
         if report.get("test_accuracy") is None:
             return f"OOF accuracy {report['oof_accuracy']:.4f} (no test answers)"
         return (
@@ -342,7 +347,7 @@ def run_recipe(recipe: Recipe, dry_run: bool = False) -> dict:
     last = next((s for s in reversed(recipe.stages) if s.command == "ensemble"), None)
     if last is None:  # a recipe of training runs only (a benchmark's): nothing scored, nothing written
         return result
-    report = json.loads((ensemble_dir(recipe.experiments, last.exp) / ENSEMBLE_RECORD).read_text())
+    report = ensemble_record(recipe.experiments, last.exp)
     result |= {"exp": last.exp}
     result |= {k: report.get(k) for k in ("test_accuracy", "floor", "gap_closed", "oof_accuracy", "folds")}
     where = ensemble_dir(recipe.experiments, last.exp).parent / RECIPE_RECORD

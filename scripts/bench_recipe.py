@@ -35,6 +35,7 @@ from multimnist.config import CONF_DIR
 from multimnist.data.cache import cached_images
 from multimnist.data.dacon import DaconLayout, load_split
 from multimnist.data.dataset import DaconImages
+from multimnist.decode import gap_closed
 from multimnist.stages import Recipe, Stage, run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +169,7 @@ def run_layout(args: argparse.Namespace, layout: str) -> None:
         flush=True,
     )
     for name, acc, oof, seconds in rows:
-        gap = (acc - floor) / (1 - floor)
+        gap = gap_closed(acc, floor)
         oof_text = f", OOF {oof:.4f}" if oof is not None else ""
         print(
             f"  {name:<60} {seconds / 60:5.1f} min  test {acc:.4f}{oof_text}  gap closed {gap:.1%}",

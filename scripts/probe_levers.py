@@ -20,6 +20,7 @@ import pandas as pd
 
 from multimnist.data.dacon import DaconLayout, load_split
 from multimnist.data.folds import load_or_make_folds
+from multimnist.decode import gap_closed
 from multimnist.io import OutputError, claim_folder
 from multimnist.stages import Recipe, Stage, run_recipe
 
@@ -85,7 +86,7 @@ def main() -> None:
         metrics = pd.read_csv(out / exps[name] / "fold0" / "metrics.csv")
         best = float(metrics.val_acc.max())
         minutes = (seconds[f"row {name}"] or float("nan")) / 60
-        table.append((name, best, (best - floor) / (1 - floor), minutes, float(metrics.seconds.mean())))
+        table.append((name, best, gap_closed(best, floor), minutes, float(metrics.seconds.mean())))
     print(f"\nfold 0 of {args.n_train} dacon7-B images (spread 0.8), {args.epochs} epochs, floor {floor:.4f}")
     print("| row | best val acc | gap closed | min | s/epoch |\n|---|---|---|---|---|")
     for name, best, gap, minutes, per_epoch in table:

@@ -195,3 +195,19 @@ def test_variants_combine_in_the_named_order_in_overrides_and_experiment_names(t
         assert line[at : at + 2] == ["trainer.seed=1", "optimizer.lr=1e-3"], line
     assert bf.variant_overrides("") == [] and bf.variant_overrides("lr1") == ["optimizer.lr=1e-3"]
     assert bf.unknown_variants("seed1,lr9") == ["lr9"] and bf.unknown_variants("") == []
+
+
+def test_a_known_glyph_row_pretrains_and_streams_from_the_datas_own_pool_and_answers_to_its_target(
+    tmp_path, monkeypatch
+):
+    bf = bench_module()
+    bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget(), dacon7=str(tmp_path / "mnist_data"))
+    recipe, keys, lines, exp, _ = plan(bf, bench, monkeypatch, "dacon7-B", "dacon7-B", "halfbstream")
+    assert "glyphs.pool=B" in lines["pretrain glyphs_fcn_e60_dacon7B"]
+    assert "data.synthetic.glyphs.pool=B" in lines[f"train {exp}"]
+    row = {"data": "dacon7-B", "recipe": "dacon7-B", "pretraining glyphs": bf.pretraining_glyphs("dacon7-B")}
+    assert bf.situation(row) == "known glyphs"
+    assert bf.situation(row | {"pretraining glyphs": "dacon7 pool A"}) == "unseen glyphs"
+    met = row | {"exp": "x", "gap": 0.51, "minutes": 29.0}
+    assert bf.targets([met]).endswith("51.0%, 29.0 min: MET")
+    assert bf.targets([met | {"minutes": 31.0}]).endswith("MISSED")

@@ -116,6 +116,21 @@ def test_submitit_local_sweep_lands_in_the_run_layout_and_ensembles(synth_root, 
     assert list((tmp_path / "exp" / "local" / ".submitit").iterdir())  # submitit's job folders and logs
 
 
+def test_the_slurm_launcher_off_a_cluster_is_one_line_before_anything_runs(tmp_path):
+    """submitit's own failure is a RuntimeError traceback ("Could not detect srun")."""
+    env = os.environ | {"PATH": os.path.dirname(sys.executable)}  # no srun on it
+    done = subprocess.run(
+        [sys.executable, "-m", "multimnist.train", f"data.root={tmp_path}", f"paths.experiments={tmp_path}"]
+        + ["hydra/launcher=slurm", "fold=0,1", "-m"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 2 and done.stderr.startswith("error: hydra/launcher=slurm submits to a Slurm")
+    assert len(done.stderr.strip().splitlines()) == 1 and not list(tmp_path.glob("*/fold*"))
+
+
 def test_launcher_presets_compose_with_their_values():
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir

@@ -15,8 +15,6 @@ from multimnist.data.dataset import DaconImages
 from multimnist.data.folds import folds_filename, load_or_make_folds
 from multimnist.synth.stats import dataset_stats
 
-from .conftest import REPO
-
 
 @pytest.mark.slow
 def test_cli_dataset_to_cached_denoised_folds(tmp_path, shared_data):
@@ -65,7 +63,7 @@ def test_cli_dataset_to_cached_denoised_folds(tmp_path, shared_data):
 @pytest.mark.slow
 def test_optuna_search_runs_trials_and_ranks_them(synth_root, tmp_path):
     # hparams_search=optuna (the `search` extra): 3 trials of a debug-sized fold, each its own
-    # experiment; the sweeper's best value is the best trial's val_loss, which rank_runs lists first.
+    # experiment; the sweeper's best value is the best trial's val_loss, which multimnist.rank lists first.
     exp = tmp_path / "exp"
     cmd = [sys.executable, "-m", "multimnist.train", f"data.root={synth_root}", f"paths.experiments={exp}"]
     cmd += [f"data.cache_dir={tmp_path / 'cache'}", "backbone=tiny", "trainer=debug", "hparams_search=optuna"]
@@ -78,7 +76,8 @@ def test_optuna_search_runs_trials_and_ranks_them(synth_root, tmp_path):
     best = yaml.safe_load(results.read_text())["best_value"]
     rank = [
         sys.executable,
-        str(REPO / "scripts" / "rank_runs.py"),
+        "-m",
+        "multimnist.rank",
         "--experiments",
         str(exp),
         "--prefix",

@@ -1,6 +1,6 @@
 """Rank experiments by their folds' best validation loss: after a search or any set of runs.
 
-    python scripts/rank_runs.py [--experiments DIR] [--prefix search] [--top 20]
+    python -m multimnist.rank [--experiments DIR] [--prefix search] [--top 20]   (or multimnist-rank)
 
 Each experiment's row: folds with a metrics.csv, the mean over its folds of the best val_loss (the
 epoch best.pt holds) and of val_acc and val_auc at that epoch, and the epochs run. Best first.
@@ -36,6 +36,11 @@ def experiment_row(exp_dir: Path) -> dict | None:
         "val_auc": best.val_auc.mean(),
         "epochs": int(best.epochs.max()),
     }
+
+
+def cli() -> None:
+    """The console script (multimnist-rank): the same as python -m."""
+    main()
 
 
 def main() -> None:
