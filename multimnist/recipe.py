@@ -94,9 +94,12 @@ def main(cfg: DictConfig) -> int:
         try:
             return run(cfg, name)
         except StageFailed as failed:
+            if failed.code == 130:  # Ctrl-C: not an error; the stage resumes on the next run
+                print(f"{failed}; re-run the same command to go on", file=sys.stderr)
+                sys.exit(130)
             again = "fix it and re-run the same command (finished stages are skipped)"
             print(f"error: {failed}; {again}", file=sys.stderr)
-            sys.exit(failed.code if failed.code in (2, 130) else 1)
+            sys.exit(2 if failed.code == 2 else 1)
 
     code = report(job)
     if code:

@@ -243,13 +243,17 @@ def run_command(module: str, args: list[str], cwd: str | Path | None = None) -> 
     )
     error = None
     assert proc.stderr is not None
-    for line in proc.stderr:
-        if line.startswith("error: "):
-            error = line[len("error: ") :].strip()
-        else:
-            sys.stderr.write(line)
-            sys.stderr.flush()
-    code = proc.wait()
+    try:
+        for line in proc.stderr:
+            if line.startswith("error: "):
+                error = line[len("error: ") :].strip()
+            else:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+        code = proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C reaches the command too: it saves where to resume and exits
+        proc.wait()
+        raise StageFailed("interrupted; the command saved where to resume", 130) from None
     if code:
         reason = error or f"exit status {code} (its output is above)"
         raise StageFailed(reason, code)
