@@ -253,7 +253,7 @@ def run_command(module: str, args: list[str], cwd: str | Path | None = None) -> 
         code = proc.wait()
     except KeyboardInterrupt:  # Ctrl-C reaches the command too: it saves where to resume and exits
         proc.wait()
-        raise StageFailed("interrupted; the command saved where to resume", 130) from None
+        raise StageFailed("interrupted; the command resumes from its last finished epoch", 130) from None
     if code:
         reason = error or f"exit status {code} (its output is above)"
         raise StageFailed(reason, code)
