@@ -32,6 +32,7 @@ from multimnist.io import save_text
 from multimnist.rundir import (
     ENSEMBLE_RECORD,
     FINISHED_MARK,
+    METRICS,
     PRETRAIN_WEIGHTS,
     SUBMISSION,
     ensemble_dir,
@@ -234,12 +235,12 @@ class StageRecord:
 # --- running ------------------------------------------------------------------------------------
 
 
-def run_command(module: str, args: list[str], cwd: str | Path | None = None) -> float:
+def run_command(module: str, args: list[str]) -> float:
     """`python -m <module> <args>` as its own process: its output streams through, its `error:`
     line is held back and raised as StageFailed (with the exit code) when it fails. Wall seconds."""
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", module, *args], cwd=cwd, stderr=subprocess.PIPE, text=True, bufsize=1
+        [sys.executable, "-m", module, *args], stderr=subprocess.PIPE, text=True, bufsize=1
     )
     error = None
     assert proc.stderr is not None
@@ -276,12 +277,12 @@ def figure(recipe: Recipe, s: Stage) -> str:
         if s.command == "pretrain":
             import pandas as pd
 
-            rows = pd.read_csv(pretrain_dir(exps, s.exp) / "metrics.csv")
+            rows = pd.read_csv(pretrain_dir(exps, s.exp) / METRICS)
             return f"held-out glyph top-1 {rows['heldout_top1'].iloc[-1]:.3f}"
         if s.command == "train":
             import pandas as pd
 
-            last = [pd.read_csv(fold_dir(exps, s.exp, k) / "metrics.csv").iloc[-1] for k in recipe.folds]
+            last = [pd.read_csv(fold_dir(exps, s.exp, k) / METRICS).iloc[-1] for k in recipe.folds]
             acc = [r["val_acc"] for r in last]
             return f"{len(acc)} folds: val accuracy {sum(acc) / len(acc):.4f}"
         report = ensemble_record(exps, s.exp)

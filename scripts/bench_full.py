@@ -47,6 +47,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from multimnist.decode import gap_closed
+from multimnist.rundir import CONFIG, METRICS
 from multimnist.stages import Recipe, Stage, ensemble_record, run_recipe, shown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,9 +231,7 @@ class Bench:
             self.remember(shown(plan, s))
         seconds = [r["seconds"] for r in ran["stages"] if r["stage"] != "data"]
         minutes = math.nan if None in seconds else sum(seconds) / 60
-        row = self.result(dataset, recipe, exp, minutes, variant)
-        first = next((s for s in stages if s.command == "pretrain"), None)
-        return row | {"pretrain_exp": first.exp} if first is not None and isinstance(row, dict) else row
+        return self.result(dataset, recipe, exp, minutes, variant)
 
     def remember(self, command: str) -> None:
         """A stage's command for the published list, the glyph folder named as a user writes it."""
@@ -405,10 +404,11 @@ def epoch_times(experiments: Path, rows: list[dict]) -> str:
     minutes can be read against this machine's speed."""
     lines = ["epoch times on this machine (s per epoch; fine-tune: mean over folds and epochs):"]
     for r in rows:
-        folds = sorted((experiments / r["exp"]).glob("fold*/metrics.csv"))
+        folds = sorted((experiments / r["exp"]).glob(f"fold*/{METRICS}"))
         tune = pd.concat([pd.read_csv(p)["seconds"] for p in folds]).mean() if folds else math.nan
-        pre = experiments / r.get("pretrain_exp", "-") / "pretrain" / "metrics.csv"
-        pre_s = pd.read_csv(pre)["seconds"].mean() if pre.is_file() else math.nan
+        weights = OmegaConf.load(folds[0].parent / CONFIG).backbone.weights if folds else None
+        pre = Path(weights).parent / METRICS if weights else None  # the pretraining the folds started from
+        pre_s = pd.read_csv(pre)["seconds"].mean() if pre is not None and pre.is_file() else math.nan
         lines.append(f"  {r['exp']}: glyph pretraining {pre_s:.1f} s, fine-tune {tune:.1f} s")
     return "\n".join(lines)
 

@@ -92,7 +92,7 @@ class FakeCommands:
     def __init__(self, recipe: st.Recipe) -> None:
         self.recipe, self.ran = recipe, []
 
-    def __call__(self, module: str, args: list[str], cwd=None) -> float:
+    def __call__(self, module: str, args: list[str]) -> float:
         stage = next(s for s in self.recipe.stages if st.argv(self.recipe, s) == args)
         self.ran.append(stage.name)
         exps = Path(self.recipe.experiments)
@@ -149,7 +149,7 @@ def test_a_failing_stage_stops_the_recipe_with_its_error_line_naming_the_stage(t
     recipe = recipe_of("demo", f"data.root={tmp_path / 'data'}", f"paths.experiments={tmp_path / 'exps'}")
     fake = FakeCommands(recipe)
 
-    def fails_on_train(module, args, cwd=None):
+    def fails_on_train(module, args):
         if module == "multimnist.train":
             raise st.StageFailed("trainer.epochs must be >= 1, got 0", 2)
         return fake(module, args)
