@@ -158,6 +158,9 @@ class BackboneConfig:
     img_size: int = _positive(128)
     global_pool: str = _one_of(GLOBAL_POOLS, "avg")  # avg | max | avgmax | catavgmax (timm's) | lse
     head: str = _one_of(HEADS, "pooled")  # pooled (timm's) | per_location (every place scored, then pooled)
+    # A timm backbone cut after its stage at this stride (e.g. 16: EfficientNet's stages 0-3 and their
+    # ImageNet weights, no later stage, no head conv): a finer feature map at a fraction of the compute
+    truncate_stride: int | None = _positive(None)
 
 
 @dataclass
@@ -617,7 +620,7 @@ def model_args(cfg: Mapping) -> dict:
     fills in the keys older runs lack)."""
     b = cfg["backbone"]
     keys = ("name", "pretrained", "pretrained_file", "weights", "in_chans", "drop_rate", "drop_path_rate")
-    keys += ("global_pool", "head")
+    keys += ("global_pool", "head", "truncate_stride")
     return {k: b[k] for k in keys}
 
 

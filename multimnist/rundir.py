@@ -140,6 +140,7 @@ ADDED_KEYS = {
     "backbone.pretrained_file": None,
     "backbone.normalize": False,
     "data.pseudo_labels": None,
+    "backbone.truncate_stride": None,
 }
 
 

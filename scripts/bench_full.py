@@ -23,6 +23,12 @@ Recipes (glyph pretraining of multimnist_fcn on 30,000 crops per epoch, then `ex
   fold's training images (`data.pseudo_labels`). Its test score is transductive: the model has seen
   the test images (never their answers); the OOF is still on labelled images alone.
 
+A recipe may name its network first (NET/RECIPE): `lite0/` is tf_effnet_lite0 from its ImageNet
+weights (the pip package), cut after its stride-16 stage (`backbone.truncate_stride=16`: 0.7M
+parameters, an 8 x 8 map at 128 px) with the per-location head, for the pretraining and the folds
+alike; its recipes are `imagenet` (no glyph pretraining) and the glyph sources
+(`lite0/dacon7-B`: ImageNet, then glyph pretraining of the same network, then the folds).
+
 A row may name variants of the fine-tuning after `@` (DATA:RECIPE@VARIANT[,VARIANT...], VARIANTS
 below): their overrides go to every fine-tuning stage of the row and their names to the row's
 experiments (`@max,lr1`: `_max_lr1`).
@@ -68,6 +74,16 @@ RECIPES = (  # a pretraining source, then optional rounds: self-training (once o
     "procedural+self+pseudo",
     "dacon7-A+self+pseudo",
 )
+# NET/RECIPE: a network other than multimnist_fcn, for its glyph pretraining and its folds alike
+NETWORKS = {
+    "lite0": [
+        "backbone=tf_effnet_lite0",
+        "backbone.truncate_stride=16",  # stages 0-3 of 7: 0.7M parameters, stride 16 (8 x 8 at 128 px)
+        "backbone.img_size=128",
+        "backbone.head=per_location",
+    ],
+}
+NETWORK_RECIPES = ("imagenet", "procedural", "dacon7-A", "dacon7-B")  # what a NET/ row may name
 DACON7_A = ["data.synthetic.glyphs.path={dacon7}", "data.synthetic.glyphs.pool=A"]  # the stream's glyphs
 SPREAD = "data.synthetic.compositor.spread=0.8"  # the stream's layout: not the data's
 VARIANTS = {  # DATA:RECIPE@VARIANT: extra fine-tuning overrides (a lever, judged against the plain row)
@@ -116,6 +132,7 @@ UNTAGGED_EPOCHS = 30  # the rows before 2026-12-02 all pretrained 30 epochs and 
 class Budget:
     pretrain_epochs: int = 60  # x crops.per_epoch crops (15-23 s per epoch on 2 cores); 30 before 2026-12-02
     crops: int = 30000
+    lite0_pretrain_epochs: int = 20  # lite0/ rows: ~4x fcn's time an epoch (40-47 s on 2 cores)
     epochs: int = 5  # fine-tuning epochs per fold
     folds: str = FOLDS
     self_epochs: int = 8  # the self-training round's pretraining epochs
@@ -129,11 +146,17 @@ class Budget:
         """Part of a fine-tune's experiment name: its pretraining's epochs, unless UNTAGGED_EPOCHS."""
         return "" if self.pretrain_epochs == UNTAGGED_EPOCHS else f"_p{self.pretrain_epochs}"
 
+    def first_epochs(self, net: str) -> int:
+        """The first glyph pretraining's epochs for a row's network."""
+        return self.lite0_pretrain_epochs if net == "lite0" else self.pretrain_epochs
+
     def pretrain_text(self, recipe: str) -> str:
         """The table's pretraining epochs: the first pretraining's, and each self-training round's."""
-        if recipe == "scratch":
+        net, source = split_network(recipe)
+        if source.split("+")[0] in ("scratch", "imagenet"):
             return "-"
-        return " + ".join([str(self.pretrain_epochs)] + [str(self.self_epochs)] * self_rounds(recipe))
+        first = str(self.first_epochs(net))
+        return " + ".join([first] + [str(self.self_epochs)] * self_rounds(recipe))
 
 
 def self_rounds(recipe: str) -> int:
@@ -167,10 +190,14 @@ class Bench:
             args += [*self.glyph_args("B"), "test_glyphs_held_out=0.25"]
         return self.data_dir / f"full_{name.replace('-', '')}", Stage("data", "synth", args=args)
 
-    def pretraining(self, name: str, exp: str, epochs: int, glyphs: list[str], **links: str) -> Stage:
-        """One glyph-pretraining stage of multimnist_fcn (`links`: the weights it starts from, the
-        folds it harvests)."""
-        args = ["backbone=fcn", *(["optimizer.lr=1e-3"] if links.get("harvest") else [])]
+    def pretraining(
+        self, name: str, exp: str, epochs: int, glyphs: list[str], net: str = "", **links: str
+    ) -> Stage:
+        """One glyph-pretraining stage of multimnist_fcn, or of `net` from its ImageNet weights
+        (`links`: the weights it starts from, the folds it harvests)."""
+        network = [*NETWORKS[net], "backbone.pretrained=true", "backbone.global_pool=max"] if net else []
+        args = network or ["backbone=fcn"]
+        args += ["optimizer.lr=1e-3"] if links.get("harvest") else []
         args += [f"trainer.epochs={epochs}", f"crops.per_epoch={self.budget.crops}", "trainer.precision=bf16"]
         args += ["trainer.channels_last=true", *glyphs]
         return Stage(name, "pretrain", exp=exp, args=args, **links)
@@ -181,12 +208,16 @@ class Bench:
             return self.glyph_args(source[-1])
         return {"procedural": [], "handdrawn": ["glyphs=handdrawn"]}[source]
 
-    def fine_tune(self, tag: str, exp: str, variant: str, weights: str | None, **links: str) -> list[Stage]:
-        """The fold sweep and its ensemble (`tag` tells a row's rounds apart)."""
+    def fine_tune(
+        self, tag: str, exp: str, variant: str, weights: str | None, net: str = "", **links: str
+    ) -> list[Stage]:
+        """The fold sweep and its ensemble (`tag` tells a row's rounds apart); `net`'s folds start from
+        its ImageNet weights when no glyph pretraining gives `weights`."""
         overrides = variant_overrides(variant)
         if any("{dacon7}" in o for o in overrides) and self.dacon7 is None:
             raise SystemExit(f"variant {variant} composes from the Dacon-7 glyphs: give --dacon7 FILE_OR_DIR")
         args = ["experiment=cpu_full", f"trainer.epochs={self.budget.epochs}"]
+        args += [*NETWORKS[net], *([] if weights else ["backbone.pretrained=true"])] if net else []
         args += [o.format(dacon7=Path(self.dacon7 or ".").resolve()) for o in overrides]
         return [
             Stage(f"folds{tag}", "train", exp=exp, args=args, weights=weights, **links),
@@ -198,18 +229,21 @@ class Bench:
     def row(self, dataset: str, recipe: str, variant: str = "") -> dict:
         root, data = self.data(dataset)
         stages, tag = [data], dataset.replace("-", "")
-        source, *rounds = recipe.split("+")
+        net, plain = split_network(recipe)
+        source, *rounds = plain.split("+")
         weights = None
-        if recipe != "scratch":
+        if source not in ("scratch", "imagenet"):
             suffix = "" if source == "procedural" else f"_{source.replace('-', '')}"  # _handdrawn, _dacon7A
-            exp = f"glyphs_fcn_e{self.budget.pretrain_epochs}{suffix}"
-            epochs = self.budget.pretrain_epochs
-            stages.append(self.pretraining("pretrain", exp, epochs, self.source_glyphs(source)))
+            epochs = self.budget.first_epochs(net)
+            exp = f"glyphs_{NETWORK_TAGS[net]}_e{epochs}{suffix}"
+            stages.append(self.pretraining("pretrain", exp, epochs, self.source_glyphs(source), net))
             weights = "pretrain"
-        base = source.replace("-", "") + self.budget.pretrain_tag()
+        pretrained = "" if source in ("scratch", "imagenet") else f"_p{self.budget.first_epochs(net)}"
+        base = source.replace("-", "") + (self.budget.pretrain_tag() if not net else pretrained)
+        base = f"{NETWORK_TAGS[net]}_{base}" if net else base
         suffix = "".join(f"_{v}" for v in variant_names(variant))
         exp = f"bench_{tag}_{base}_e{self.budget.epochs}{suffix}"
-        stages += self.fine_tune("", exp, variant, weights)
+        stages += self.fine_tune("", exp, variant, weights, net)
         again = self_rounds(recipe)
         glyphs = self.source_glyphs(source) if again else []
         for k in range(1, again + 1):  # each round harvests from the previous round's folds
@@ -271,6 +305,20 @@ class Bench:
         }
 
 
+NETWORK_TAGS = {"": "fcn", "lite0": "lite0t16"}  # in experiment names
+
+
+def split_network(recipe: str) -> tuple[str, str]:
+    """`lite0/dacon7-B` -> ("lite0", "dacon7-B"); a recipe without NET/ is multimnist_fcn's ("")."""
+    net, _, plain = recipe.rpartition("/")
+    return net, plain
+
+
+def known_recipe(recipe: str) -> bool:
+    net, plain = split_network(recipe)
+    return plain in NETWORK_RECIPES if net in NETWORKS else (not net and plain in RECIPES)
+
+
 def variant_names(variant: str) -> list[str]:
     """The names in `VARIANT[,VARIANT...]`, in the order given ("" names none)."""
     return [v for v in variant.split(",") if v]
@@ -296,9 +344,10 @@ def fine_tune_lr(exp_dir: Path) -> float:
 
 
 def pretraining_glyphs(recipe: str) -> str:
-    source = recipe.split("+")[0]
+    source = split_network(recipe)[1].split("+")[0]
     text = {
         "scratch": "-",
+        "imagenet": "- (ImageNet weights)",
         "procedural": "procedural",
         "handdrawn": "procedural, redrawn by hand",
         "dacon7-A": "dacon7 pool A",
@@ -333,7 +382,8 @@ def main() -> int:
         "--rows",
         nargs="*",
         default=None,
-        help=f"DATA:RECIPE[@VARIANT[,...]]; data {DATASETS}, recipes {RECIPES}, variants {tuple(VARIANTS)}",
+        help=f"DATA:[NET/]RECIPE[@VARIANT[,...]]; data {DATASETS}, recipes {RECIPES}, NET/ {tuple(NETWORKS)} "
+        f"with {NETWORK_RECIPES}, variants {tuple(VARIANTS)}",
     )
     parser.add_argument("--experiments", default=str(ROOT / "experiments"))
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
@@ -349,10 +399,10 @@ def main() -> int:
     for spec in rows:
         dataset, _, recipe = spec.partition(":")
         recipe, _, variant = recipe.partition("@")
-        if dataset not in DATASETS or recipe not in RECIPES or unknown_variants(variant):
+        if dataset not in DATASETS or not known_recipe(recipe) or unknown_variants(variant):
             parser.error(
-                f"--rows {spec}: want DATA:RECIPE[@VARIANT[,...]] with data in {DATASETS}, recipe in "
-                f"{RECIPES} and variants in {tuple(VARIANTS)}"
+                f"--rows {spec}: want DATA:[NET/]RECIPE[@VARIANT[,...]] with data in {DATASETS}, recipe in "
+                f"{RECIPES} (NET/ {tuple(NETWORKS)} with {NETWORK_RECIPES}) and variants in {tuple(VARIANTS)}"
             )
         results.append(bench.row(dataset, recipe, variant))
         print(table(results), flush=True)
@@ -409,7 +459,8 @@ def epoch_times(experiments: Path, rows: list[dict]) -> str:
         weights = OmegaConf.load(folds[0].parent / CONFIG).backbone.weights if folds else None
         pre = Path(weights).parent / METRICS if weights else None  # the pretraining the folds started from
         pre_s = pd.read_csv(pre)["seconds"].mean() if pre is not None and pre.is_file() else math.nan
-        lines.append(f"  {r['exp']}: glyph pretraining {pre_s:.1f} s, fine-tune {tune:.1f} s")
+        pre_text = "none" if weights is None else f"{pre_s:.1f} s"
+        lines.append(f"  {r['exp']}: glyph pretraining {pre_text}, fine-tune {tune:.1f} s")
     return "\n".join(lines)
 
 

@@ -1,6 +1,10 @@
 """Trainer overhead: the model loop on in-memory random tensors (a) vs the trainer on a dataset from disk (b).
 
     python scripts/bench_train.py [--backbone small_cnn] [--img-size 64] [--batch 64] [--precision bf16]
+                                  [KEY=VALUE ...]
+
+KEY=VALUE: train-config overrides of the network (e.g. backbone.head=per_location
+backbone.truncate_stride=16); it is built without any pretrained weights (speed does not need them).
 
 Same model, batch, precision and channels_last in both; (b) is `engine.train_one_epoch` over the real
 DataLoader of a generated dataset (decoded once into the memmap cache, as training does). The ratio
@@ -19,7 +23,7 @@ import numpy as np
 import torch
 
 from multimnist.build import build_loss, build_model, build_optimizer, make_loader, place_model
-from multimnist.config import compose
+from multimnist.config import compose, model_args
 from multimnist.data.cache import cached_images
 from multimnist.data.dacon import DaconLayout, load_split
 from multimnist.data.dataset import DaconImages
@@ -48,14 +52,19 @@ def main() -> None:
         choices=("none", "default", "reduce-overhead", "max-autotune"),
         help="torch.compile the model for both (a) and (b); reduce-overhead uses CUDA graphs on a GPU",
     )
+    parser.add_argument("overrides", nargs="*", help="KEY=VALUE train-config overrides of the network")
     args = parser.parse_args()
-    b = compose("train", [f"backbone={args.backbone}"]).backbone
+    cfg = compose("train", [f"backbone={args.backbone}", *args.overrides])
+    b = cfg.backbone
     size = args.img_size or b.img_size
     device = resolve_device("auto")
     precision = resolve_precision(args.precision, device)
     torch.manual_seed(0)
     model, batching = place_model(
-        build_model(b.name, in_chans=b.in_chans), device, b.in_chans, args.channels_last
+        build_model(**model_args(cfg) | {"pretrained": False, "weights": None}),
+        device,
+        b.in_chans,
+        args.channels_last,
     )
     optimizer = build_optimizer(model, "adam", lr=1e-3)
     if (

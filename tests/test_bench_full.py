@@ -211,3 +211,35 @@ def test_a_known_glyph_row_pretrains_and_streams_from_the_datas_own_pool_and_ans
     met = row | {"exp": "x", "gap": 0.51, "minutes": 29.0}
     assert bf.targets([met]).endswith("51.0%, 29.0 min: MET")
     assert bf.targets([met | {"minutes": 31.0}]).endswith("MISSED")
+
+
+def test_a_lite0_row_pretrains_and_fine_tunes_the_same_cut_network_from_imagenet(tmp_path, monkeypatch):
+    bf = bench_module()
+    bench = bf.Bench(tmp_path / "exp", tmp_path / "data", bf.Budget(), dacon7=str(tmp_path / "mnist_data"))
+    recipe, keys, lines, exp, minutes = plan(bf, bench, monkeypatch, "dacon7-B", "lite0/dacon7-B")
+    assert keys[1:] == [
+        "pretrain glyphs_lite0t16_e20_dacon7B",
+        "train bench_dacon7B_lite0t16_dacon7B_p20_e5",
+        "ensemble bench_dacon7B_lite0t16_dacon7B_p20_e5",
+    ]
+    pretrain, tune = lines[keys[1]], lines[keys[2]]
+    for line in (pretrain, tune):
+        assert {"backbone=tf_effnet_lite0", "backbone.truncate_stride=16", "backbone.img_size=128"} <= set(
+            line
+        )
+    assert "backbone.pretrained=true" in pretrain and "glyphs.pool=B" in pretrain
+    assert "backbone.pretrained=true" not in tune  # the glyph weights replace ImageNet's
+    assert any(a.startswith("backbone.weights=") and "glyphs_lite0t16_e20_dacon7B" in a for a in tune)
+    _, keys, lines, exp, _ = plan(bf, bench, monkeypatch, "dacon7-B", "lite0/imagenet")
+    assert keys[1:] == [
+        "train bench_dacon7B_lite0t16_imagenet_e5",
+        "ensemble bench_dacon7B_lite0t16_imagenet_e5",
+    ]
+    assert "backbone.pretrained=true" in lines[keys[1]]
+    assert bf.known_recipe("lite0/imagenet") and not bf.known_recipe("lite0/dacon7-A+self")
+    assert not bf.known_recipe("imagenet") and not bf.known_recipe("vgg/dacon7-B")
+    assert bf.pretraining_glyphs("lite0/imagenet") == "- (ImageNet weights)"
+    assert (
+        bf.Budget().pretrain_text("lite0/dacon7-B") == "20"
+        and bf.Budget().pretrain_text("lite0/imagenet") == "-"
+    )

@@ -72,3 +72,44 @@ def test_the_config_key_reaches_a_timm_backbone():
     b = cfg.backbone
     model = build_model(b.name, head=b.head, global_pool=b.global_pool, in_chans=b.in_chans)
     assert isinstance(model, PerLocation) and model.conv_stem.in_channels == 1
+
+
+def test_a_truncated_backbone_scores_a_finer_map_with_the_cut_stages_weights(tmp_path):
+    torch.manual_seed(0)
+    whole = build_model("tf_efficientnet_lite0")
+    torch.manual_seed(0)
+    cut = build_model("tf_efficientnet_lite0", head="per_location", global_pool="lse", truncate_stride=16)
+    x = torch.zeros(1, 1, 128, 128)
+    assert cut.eval().location_scores(x).shape == (1, NUM_CLASSES, 8, 8)  # stride 16, not 32's 4 x 4
+    assert cut.get_classifier().in_features == 112 and len(cut.blocks) == 5 < len(whole.blocks)
+    kept = cut.state_dict()
+    assert all(torch.equal(kept[k], v) for k, v in whole.state_dict().items() if k.startswith("blocks.4."))
+    torch.save({"model": kept}, tmp_path / "cut.pt")  # a truncated pretraining's weights load back
+    again = build_model(
+        "tf_efficientnet_lite0", head="per_location", truncate_stride=16, weights=tmp_path / "cut.pt"
+    )
+    assert torch.equal(again.get_classifier().weight, cut.get_classifier().weight)
+
+
+def test_a_stride_the_backbone_lacks_or_a_network_of_ours_is_refused_in_one_line():
+    with pytest.raises(
+        ValueError,
+        match=r"truncate_stride=12: tf_efficientnet_lite0's stages end at strides \[2, 4, 8, 16, 32\]",
+    ):
+        build_model("tf_efficientnet_lite0", truncate_stride=12)
+    with pytest.raises(ValueError, match="multimnist_fcn sets its own strides"):
+        build_model("multimnist_fcn", truncate_stride=8)
+
+
+def test_the_truncate_key_reaches_the_network_and_stored_configs_without_it_read_as_whole():
+    from multimnist.config import model_args
+    from multimnist.rundir import with_added_keys
+
+    cfg = compose_train(
+        ["backbone=tf_effnet_lite0", "backbone.truncate_stride=16", "backbone.head=per_location"]
+    )
+    assert model_args(cfg)["truncate_stride"] == 16
+    model = build_model(**model_args(cfg))
+    assert model.get_classifier().in_features == 112
+    old = {"backbone": {k: v for k, v in model_args(cfg).items() if k != "truncate_stride"}}
+    assert model_args(with_added_keys(old))["truncate_stride"] is None
