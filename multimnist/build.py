@@ -31,7 +31,7 @@ from multimnist.engine import Batching, TrainStep, resolve_device, resolve_preci
 from multimnist.gpus import SlotLock, claim_slot
 from multimnist.io import OutputError, ensure_writable
 from multimnist.losses import build_loss
-from multimnist.model import build_model, input_normalization
+from multimnist.model import build_model, check_model, input_normalization
 from multimnist.rundir import first_line
 from multimnist.state import TrainState
 from multimnist.synth.stream import SyntheticImages
@@ -44,6 +44,7 @@ __all__ = [
     "build_optimizer",
     "build_scheduler",
     "build_training",
+    "check_model",
     "make_loader",
     "place_model",
 ]

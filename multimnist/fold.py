@@ -33,6 +33,7 @@ from multimnist.build import (
     build_loss,
     build_model,
     build_training,
+    check_model,
     make_loader,
 )
 from multimnist.cli import Interrupted
@@ -131,6 +132,7 @@ def run_fold(cfg: DictConfig) -> Path:
     source = require_pretrained(b.name, b.pretrained, b.pretrained_file)  # seconds, not a hub timeout
     if source is not None:
         log.info("backbone.pretrained: %s's weights from %s", b.name, source)
+    check_model(**model_args(cfg))  # before the run folder: a wrong network key leaves nothing behind
     device, gpu_lock = build_device(cfg.trainer.device)
     dist_ = Distributed.from_env(device)
     if not dist_.is_main:  # one voice: the other processes report only warnings and errors

@@ -308,6 +308,16 @@ def build_model(
     return model
 
 
+def check_model(**kwargs) -> None:
+    """`build_model(**kwargs)` on the meta device, without reading any weights: a mistake in the
+    network's keys (a name, a head, a stride) is one error in a fraction of a second, before a run
+    folder is written. A hub name (`hf-hub:...`) is left to the build: its config is on the hub."""
+    if ":" in kwargs["name"]:
+        return
+    with torch.device("meta"):
+        build_model(**kwargs | {"pretrained": False, "weights": None, "pretrained_file": None})
+
+
 def truncate(model: nn.Module, name: str, stride: int, num_classes: int, global_pool: str) -> None:
     """Cut a timm network after its last stage at `stride` (timm's `prune_intermediate_layers`: later
     stages and the head conv are removed, what remains keeps its weights), with a fresh

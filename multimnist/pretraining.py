@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from multimnist.build import build_device, build_model, build_training, make_loader
+from multimnist.build import build_device, build_model, build_training, check_model, make_loader
 from multimnist.config import model_args, optimizer_args, placement_args, scheduler_args, validate
 from multimnist.engine import TrainStep, end_of_epoch, predict, train_one_epoch
 from multimnist.harvest import HARVEST, HARVEST_GRID, harvest, harvest_grid, per_letter
@@ -196,6 +196,7 @@ def run_pretrain(cfg: DictConfig) -> Path | None:
     source = require_pretrained(b.name, b.pretrained, b.pretrained_file)  # before the glyph bank
     if source is not None:
         log.info("backbone.pretrained: %s's weights from %s", b.name, source)
+    check_model(**model_args(cfg), num_classes=CLASSES)  # before the run folder is written
     run_dir = pretrain_dir(cfg.paths.experiments, cfg.exp)
     t, weights = cfg.trainer, run_dir / WEIGHTS
     heal_replaced(run_dir, (*RESULTS, str(CONFIG)))

@@ -310,6 +310,24 @@ CASES: list[tuple[str, str, Callable[[World], list[str]], tuple[str, ...]]] = [
         ("garbage.safetensors", "unreadable"),
     ),
     (
+        "truncate_stride on a network of ours",
+        "train",
+        lambda w: w.train_args("cut_ours", "backbone.truncate_stride=8"),
+        ("backbone.truncate_stride", "sets its own strides"),
+    ),
+    (
+        "truncate_stride the stages lack, pretrain",
+        "pretrain",
+        lambda w: [
+            "backbone=tf_effnet_lite0",
+            "backbone.truncate_stride=12",
+            f"paths.experiments={w.exp}",
+            "exp=cut_lite0",
+            "crops.per_epoch=8",
+        ],
+        ("truncate_stride=12", "strides [2, 4, 8, 16, 32]"),
+    ),
+    (
         "the backbone schema as an option",
         "train",
         lambda w: w.train_args("schema", "backbone=backbone_schema"),
@@ -365,6 +383,14 @@ def test_bad_input_is_one_line_exit_2_and_good_outputs_unchanged(
 
 
 # --- where the right behaviour is to go on --------------------------------------------------------
+
+
+def test_a_wrong_network_key_fails_before_any_run_folder_is_written(world):
+    done = cli("train", *world.train_args("cut_none", "backbone.truncate_stride=8"), cwd=world.root)
+    assert done.returncode == 2 and not (world.exp / "cut_none").exists()
+    args = ["backbone=tf_effnet_lite0", "backbone.truncate_stride=12", f"paths.experiments={world.exp}"]
+    done = cli("pretrain", *args, "exp=cut_none_p", cwd=world.root)
+    assert done.returncode == 2 and not (world.exp / "cut_none_p").exists()
 
 
 def test_a_finished_fold_is_skipped_without_writing_anything(world, good_outputs):
