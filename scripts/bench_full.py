@@ -84,6 +84,8 @@ NETWORKS = {
     ],
 }
 NETWORK_RECIPES = ("imagenet", "procedural", "dacon7-A", "dacon7-B")  # what a NET/ row may name
+NETWORK_TAGS = {"": "fcn", "lite0": "lite0t16"}  # in experiment names
+NO_PRETRAINING = ("scratch", "imagenet")  # recipes whose folds start without glyph pretraining
 DACON7_A = ["data.synthetic.glyphs.path={dacon7}", "data.synthetic.glyphs.pool=A"]  # the stream's glyphs
 SPREAD = "data.synthetic.compositor.spread=0.8"  # the stream's layout: not the data's
 VARIANTS = {  # DATA:RECIPE@VARIANT: extra fine-tuning overrides (a lever, judged against the plain row)
@@ -153,7 +155,7 @@ class Budget:
     def pretrain_text(self, recipe: str) -> str:
         """The table's pretraining epochs: the first pretraining's, and each self-training round's."""
         net, source = split_network(recipe)
-        if source.split("+")[0] in ("scratch", "imagenet"):
+        if source.split("+")[0] in NO_PRETRAINING:
             return "-"
         first = str(self.first_epochs(net))
         return " + ".join([first] + [str(self.self_epochs)] * self_rounds(recipe))
@@ -232,15 +234,17 @@ class Bench:
         net, plain = split_network(recipe)
         source, *rounds = plain.split("+")
         weights = None
-        if source not in ("scratch", "imagenet"):
+        if source not in NO_PRETRAINING:
             suffix = "" if source == "procedural" else f"_{source.replace('-', '')}"  # _handdrawn, _dacon7A
             epochs = self.budget.first_epochs(net)
             exp = f"glyphs_{NETWORK_TAGS[net]}_e{epochs}{suffix}"
             stages.append(self.pretraining("pretrain", exp, epochs, self.source_glyphs(source), net))
             weights = "pretrain"
-        pretrained = "" if source in ("scratch", "imagenet") else f"_p{self.budget.first_epochs(net)}"
-        base = source.replace("-", "") + (self.budget.pretrain_tag() if not net else pretrained)
-        base = f"{NETWORK_TAGS[net]}_{base}" if net else base
+        if net:  # lite0t16_dacon7B_p20, lite0t16_imagenet
+            glyph_epochs = "" if source in NO_PRETRAINING else f"_p{self.budget.first_epochs(net)}"
+            base = f"{NETWORK_TAGS[net]}_{source.replace('-', '')}{glyph_epochs}"
+        else:  # fcn rows keep their names of before NET/ existed
+            base = source.replace("-", "") + self.budget.pretrain_tag()
         suffix = "".join(f"_{v}" for v in variant_names(variant))
         exp = f"bench_{tag}_{base}_e{self.budget.epochs}{suffix}"
         stages += self.fine_tune("", exp, variant, weights, net)
@@ -303,9 +307,6 @@ class Bench:
             "gap": gap_closed(acc, floor),
             "auc": sum(auc) / len(auc),
         }
-
-
-NETWORK_TAGS = {"": "fcn", "lite0": "lite0t16"}  # in experiment names
 
 
 def split_network(recipe: str) -> tuple[str, str]:
